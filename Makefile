@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` runs the job, `make test` runs every test.
+# Both create or reuse .venv and install from nothing.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+# torch==2.13.0 comes from the CPU wheel on this machine's disk when it is there.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+
+.PHONY: demo test lint bench install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(FIND_LINKS) -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/fraudseq demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check features pipeline dags tests bench
+	$(VENV)/bin/ruff format --check features pipeline dags tests bench
+	$(VENV)/bin/mypy features pipeline
+
+# pytest exits 5 when it collects no test: that is not a failure of the suite.
+test: $(STAMP) lint
+	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf .fraudseq .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,232 @@
+"""Interleave logins and transactions per customer, and compute causal per-event features.
+
+Every feature of an event depends only on that customer's events at or before it in
+contract order (event_time, then logins before transactions, then event_id). That is
+what makes a score immune to events appended later.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from features.schemas import EVENT_KINDS
+
+# Order of the per-event feature vector. The model, the normaliser and the reasons all
+# refer to features by these names.
+KIND_FEATURES = tuple(f"kind_{k}" for k in EVENT_KINDS)
+CONTINUOUS_FEATURES = (
+    "log_amount",
+    "amount_vs_history",
+    "log_gap_prev",
+    "log_gap_prev_login",
+    "log_events_1h",
+    "log_events_24h",
+    "log_failures_24h",
+    "log_tx_amount_24h",
+)
+FLAG_FEATURES = (
+    "is_real",
+    "is_transaction",
+    "first_event",
+    "new_device",
+    "new_country",
+    "new_merchant",
+    "new_ip",
+    "missing_device",
+)
+CYCLIC_FEATURES = ("hour_sin", "hour_cos")
+FEATURE_NAMES: tuple[str, ...] = KIND_FEATURES + CONTINUOUS_FEATURES + FLAG_FEATURES + CYCLIC_FEATURES
+
+_NO_GAP = math.log1p(60 * 24 * 90.0)  # "never before": a gap of ~90 days, in log-minutes
+
+EVENT_COLUMNS = {
+    "event_id": pl.String,
+    "customer_id": pl.String,
+    "event_time": pl.Datetime("us", "UTC"),
+    "source": pl.Int8,  # 0 login, 1 transaction: logins sort first at equal times
+    "kind": pl.String,
+    "amount": pl.Float64,
+    "currency": pl.String,
+    "merchant_id": pl.String,
+    "merchant_category": pl.String,
+    "channel": pl.String,
+    "country": pl.String,
+    "device_id": pl.String,
+    "ip_address": pl.String,
+}
+
+
+def interleave_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.LazyFrame:
+    """One frame of both logs, in contract order, with a unified column set."""
+    tx = transactions.select(
+        pl.col("event_id"),
+        pl.col("customer_id"),
+        pl.col("event_time"),
+        pl.lit(1, pl.Int8).alias("source"),
+        (pl.lit("tx_") + pl.col("channel")).alias("kind"),
+        pl.col("amount").cast(pl.Float64),
+        pl.col("currency"),
+        pl.col("merchant_id"),
+        pl.col("merchant_category"),
+        pl.col("channel"),
+        pl.col("country"),
+        pl.col("device_id"),
+        pl.col("ip_address"),
+    )
+    lg = logins.select(
+        pl.col("event_id"),
+        pl.col("customer_id"),
+        pl.col("event_time"),
+        pl.lit(0, pl.Int8).alias("source"),
+        pl.col("event_type").alias("kind"),
+        pl.lit(None, pl.Float64).alias("amount"),
+        pl.lit(None, pl.String).alias("currency"),
+        pl.lit(None, pl.String).alias("merchant_id"),
+        pl.lit(None, pl.String).alias("merchant_category"),
+        pl.lit(None, pl.String).alias("channel"),
+        pl.col("country"),
+        pl.col("device_id"),
+        pl.col("ip_address"),
+    )
+    both = pl.concat([tx.cast(EVENT_COLUMNS), lg.cast(EVENT_COLUMNS)], how="vertical")  # type: ignore[arg-type]
+    return both.sort(["customer_id", "event_time", "source", "event_id"], maintain_order=True)
+
+
+def _first_seen(col: str) -> pl.Expr:
+    """1 when this customer shows a non-null ``col`` value for the first time."""
+    first = pl.int_range(pl.len()).over(["customer_id", col]) == 0
+    return (pl.col(col).is_not_null() & first).cast(pl.Float32)
+
+
+def event_features(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Add the FEATURE_NAMES columns to contract-ordered events (see ``interleave_events``).
+
+    The input must already be sorted; window expressions keep row order.
+    """
+    is_tx = pl.col("source") == 1
+    log_amt = pl.when(is_tx).then(pl.col("amount").log1p()).otherwise(0.0)
+    cust = "customer_id"
+    minutes = pl.col("event_time").dt.epoch("s").cast(pl.Float64) / 60.0
+    prev_tx_sum = (log_amt.cum_sum() - log_amt).over(cust)
+    prev_tx_n = (is_tx.cast(pl.Float64).cum_sum() - is_tx.cast(pl.Float64)).over(cust)
+    is_login = pl.col("source") == 0
+    last_login_minutes = pl.when(is_login).then(minutes).otherwise(None).shift(1).forward_fill().over(cust)
+    hour = pl.col("event_time").dt.hour().cast(pl.Float64) + pl.col("event_time").dt.minute() / 60.0
+
+    lf = events.with_columns(
+        *[(pl.col("kind") == k).cast(pl.Float32).alias(f"kind_{k}") for k in EVENT_KINDS],
+        log_amt.alias("log_amount"),
+        pl.when(is_tx & (prev_tx_n > 0))
+        .then(log_amt - prev_tx_sum / prev_tx_n)
+        .otherwise(0.0)
+        .alias("amount_vs_history"),
+        (minutes - minutes.shift(1).over(cust)).clip(0.0).log1p().fill_null(_NO_GAP).alias("log_gap_prev"),
+        (minutes - last_login_minutes).clip(0.0).log1p().fill_null(_NO_GAP).alias("log_gap_prev_login"),
+        pl.lit(1.0, pl.Float32).alias("is_real"),
+        is_tx.cast(pl.Float32).alias("is_transaction"),
+        (pl.int_range(pl.len()).over(cust) == 0).cast(pl.Float32).alias("first_event"),
+        _first_seen("device_id").alias("new_device"),
+        _first_seen("country").alias("new_country"),
+        _first_seen("merchant_id").alias("new_merchant"),
+        _first_seen("ip_address").alias("new_ip"),
+        pl.col("device_id").is_null().cast(pl.Float32).alias("missing_device"),
+        (hour * (2 * math.pi / 24)).sin().alias("hour_sin"),
+        (hour * (2 * math.pi / 24)).cos().alias("hour_cos"),
+    )
+    return lf
+
+
+class TrailingWindows:
+    """Sums over each customer's trailing time windows, bounded by the row's own position.
+
+    Rolling-by-time windows in Polars include later rows with an equal timestamp; here the
+    row's own position is the upper bound, so ties later in contract order never count.
+    The frame must be in contract order (customer, then time).
+    """
+
+    def __init__(self, df: pl.DataFrame) -> None:
+        cust_code = df["customer_id"].rank("dense").to_numpy().astype(np.int64)
+        secs = df["event_time"].dt.epoch("s").to_numpy().astype(np.int64)
+        secs = secs - (secs.min() if len(secs) else 0)
+        self.key = cust_code * (1 << 34) + secs  # sorted, because df is in (customer, time) order
+        self.pos = np.arange(df.height)
+
+    def total(self, values: np.ndarray, seconds: int) -> np.ndarray:
+        """Sum of ``values`` over the customer's rows in (t - seconds, ... this row]."""
+        start = np.searchsorted(self.key, self.key - seconds, side="left")
+        cum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+        return cum[self.pos + 1] - cum[start]
+
+
+def add_recent_counts(df: pl.DataFrame) -> pl.DataFrame:
+    """Events, failed logins and spend over the last hour/day of each customer, up to each row."""
+    win = TrailingWindows(df)
+    ones = np.ones(df.height)
+    fail = (df["kind"] == "login_failure").to_numpy().astype(np.float64)
+    amt = np.where(df["source"].to_numpy() == 1, df["amount"].fill_null(0.0).to_numpy(), 0.0)
+    return df.with_columns(
+        pl.Series("log_events_1h", np.log1p(win.total(ones, 3600)), dtype=pl.Float64),
+        pl.Series("log_events_24h", np.log1p(win.total(ones, 86400)), dtype=pl.Float64),
+        pl.Series("log_failures_24h", np.log1p(win.total(fail, 86400)), dtype=pl.Float64),
+        pl.Series("log_tx_amount_24h", np.log1p(np.maximum(win.total(amt, 86400), 0.0)), dtype=pl.Float64),
+    )
+
+
+ACCOUNT_CHANGES = ("password_reset", "mfa_change", "profile_change")
+LOGIN_AGGREGATES = tuple(
+    f"n_{what}_{span}"
+    for what in ("failures", "new_device_logins", "account_changes")
+    for span in ("1h", "24h")
+)
+
+
+def login_aggregates(df: pl.DataFrame) -> pl.DataFrame:
+    """Per-row counts of failed logins, new-device logins and account changes in the last hour/day.
+
+    What an order-blind model gets in place of the login sequence itself.
+    """
+    win = TrailingWindows(df)
+    is_login = (df["source"] == 0).to_numpy()
+    series = {
+        "failures": (df["kind"] == "login_failure").to_numpy(),
+        "new_device_logins": is_login & (df["new_device"].to_numpy() > 0),
+        "account_changes": df["kind"].is_in(ACCOUNT_CHANGES).to_numpy(),
+    }
+    spans = {"1h": 3600, "24h": 86400}
+    return df.with_columns(
+        pl.Series(f"n_{what}_{span}", win.total(v.astype(np.float64), secs), dtype=pl.Float32)
+        for what, v in series.items()
+        for span, secs in spans.items()
+    )
+
+
+def build_event_table(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.DataFrame:
+    """Interleave, featurise and collect: one row per event, FEATURE_NAMES filled in."""
+    lf = event_features(interleave_events(transactions, logins))
+    df = lf.collect()
+    # Sorting is explicit above; re-assert it because the streaming engine may reorder.
+    df = df.sort(["customer_id", "event_time", "source", "event_id"], maintain_order=True)
+    df = add_recent_counts(df)
+    return df.with_columns([pl.col(c).cast(pl.Float32) for c in FEATURE_NAMES])
+
+
+def feature_matrix(df: pl.DataFrame) -> np.ndarray:
+    """The (M, F) float32 matrix of FEATURE_NAMES, in the frame's row order."""
+    if df.height == 0:
+        return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+    return df.select(FEATURE_NAMES).to_numpy().astype(np.float32, copy=False)
+
+
+def customer_starts(df: pl.DataFrame) -> np.ndarray:
+    """For each row, the row index of its customer's first event (frame sorted by customer)."""
+    n = df.height
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    cust = df["customer_id"].to_numpy()
+    is_start = np.ones(n, dtype=bool)
+    is_start[1:] = cust[1:] != cust[:-1]
+    starts = np.flatnonzero(is_start)
+    return starts[np.cumsum(is_start) - 1]

@@ -1,0 +1,1 @@
+"""The stages of fraudseq: generate, validate, train, score, evaluate, report; config; the CLI."""

@@ -1,0 +1,380 @@
+"""Train a ``SequenceClassifier`` on windows, with early stopping on validation average precision.
+
+Pure in-memory fitting: arrays in, a model and its history out. Data loading, MLflow and the
+champion gate live in the stages that call this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.metrics import auc_roc, average_precision
+
+if TYPE_CHECKING:
+    import torch
+
+    from pipeline.model import SequenceClassifier, SequenceModelConfig
+
+LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+LOSSES = ("bce", "focal")
+
+
+@dataclass
+class FitConfig:
+    """How to train; stored with the run so that a fit can be repeated."""
+
+    epochs: int = 8
+    batch_size: int = 512
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    loss: str = "bce"  # "bce" | "focal"
+    pos_weight: float | None = None  # None: sqrt(neg / pos) of what an epoch trains on
+    focal_gamma: float = 2.0
+    patience: int = 3  # epochs without a better validation AP before stopping
+    grad_clip: float = 1.0  # max gradient norm; <= 0 turns clipping off
+    neg_per_pos: float | None = None  # None: every window; else all frauds + this many genuine per fraud
+    amp: bool = False  # bf16 autocast on CUDA; ignored on CPU
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ValueError("epochs, batch_size and patience must be >= 1")
+        if self.pos_weight is not None and self.pos_weight <= 0:
+            raise ValueError(f"pos_weight must be > 0, got {self.pos_weight}")
+        if self.neg_per_pos is not None and self.neg_per_pos <= 0:
+            raise ValueError(f"neg_per_pos must be > 0, got {self.neg_per_pos}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FitConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown fit config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class FitResult:
+    """The model with the weights of its best validation epoch, and how it got there."""
+
+    model: SequenceClassifier
+    best_epoch: int  # 1-based
+    history: list[dict[str, float]]
+    val_logits: np.ndarray  # of the best epoch, in the order of X_val
+    train_windows_per_s: float
+    pos_weight: float = 1.0
+
+
+def pick_device() -> torch.device:
+    """CUDA when there is one, else CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---- losses ----
+
+
+def default_pos_weight(n_pos: int, n_neg: int) -> float:
+    """sqrt(neg/pos): enough to keep frauds in view without flattening the probabilities."""
+    if n_pos == 0 or n_neg == 0:
+        return 1.0
+    return float(np.sqrt(n_neg / n_pos))
+
+
+def focal_loss(logits: torch.Tensor, y: torch.Tensor, gamma: float, pos_weight: float = 1.0) -> torch.Tensor:
+    """Mean binary focal loss (Lin et al. 2017), frauds weighted by ``pos_weight``.
+
+    ``-w y (1-p)^g log p - (1-y) p^g log(1-p)``, from log-sigmoids so large logits stay finite.
+    With ``gamma = 0`` it equals ``BCEWithLogitsLoss(pos_weight=...)``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    log_p = F.logsigmoid(logits)  # (B,)
+    log_q = F.logsigmoid(-logits)  # (B,) log(1 - p)
+    pos = -pos_weight * y * torch.exp(gamma * log_q) * log_p  # (B,)
+    neg = -(1 - y) * torch.exp(gamma * log_p) * log_q  # (B,)
+    return (pos + neg).mean()
+
+
+def make_loss(cfg: FitConfig, pos_weight: float) -> LossFn:
+    """The training loss as a function of (logits, y)."""
+    import torch
+
+    if cfg.loss == "focal":
+        return lambda logits, y: focal_loss(logits, y, cfg.focal_gamma, pos_weight)
+    bce = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight))
+    return lambda logits, y: bce(logits, y.to(logits.dtype))
+
+
+# ---- batching ----
+
+
+def length_bucketed_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None, chunk_batches: int = 32
+) -> list[np.ndarray]:
+    """Index batches of windows with similar lengths, so each batch can be trimmed to its longest.
+
+    With ``rng`` (training): shuffle, sort by length inside chunks of ``chunk_batches`` batches,
+    then shuffle the batch order, so batches stay random but rarely mix short and long windows.
+    Without ``rng`` (inference): one stable sort by length.
+    """
+    n = len(lengths)
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    order = rng.permutation(n)
+    chunk = batch_size * chunk_batches
+    batches: list[np.ndarray] = []
+    for start in range(0, n, chunk):
+        part = order[start : start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def epoch_sample(y: np.ndarray, neg_per_pos: float | None, rng: np.random.Generator) -> np.ndarray:
+    """Indices one epoch trains on: all of them, or all frauds plus a fresh draw of genuine ones."""
+    if neg_per_pos is None:
+        return np.arange(len(y))
+    pos = np.flatnonzero(y == 1)
+    neg = np.flatnonzero(y != 1)
+    n_neg = min(len(neg), max(1, round(neg_per_pos * len(pos))))
+    return np.sort(np.concatenate([pos, rng.choice(neg, size=n_neg, replace=False)]))
+
+
+def to_tensors(
+    X: np.ndarray, lengths: np.ndarray, idx: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch, cut to its longest window (the left padding beyond it carries nothing)."""
+    import torch
+
+    width = int(lengths[idx].max())
+    x = np.ascontiguousarray(X[idx, X.shape[1] - width :], dtype=np.float32)  # (B, width, F)
+    return (
+        torch.from_numpy(x).to(device, non_blocking=True),
+        torch.from_numpy(np.asarray(lengths[idx], dtype=np.int64)).to(device),
+    )
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    import torch
+
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ---- inference ----
+
+
+def predict_logits(
+    model: SequenceClassifier,
+    X: np.ndarray,
+    lengths: np.ndarray,
+    batch_size: int = 4096,
+    device: torch.device | None = None,
+    amp: bool = False,
+) -> np.ndarray:
+    """Logits for every window, in the order of ``X``; eval mode, length-bucketed batches.
+
+    ``device`` None keeps the model where it is.
+    """
+    import torch
+
+    check_windows(X, lengths)
+    device = device or next(model.parameters()).device
+    model.to(device).eval()
+    out = np.empty(len(X), dtype=np.float32)
+    with torch.inference_mode(), autocast(device, amp):
+        for idx in length_bucketed_batches(np.asarray(lengths), batch_size):
+            x, lens = to_tensors(X, lengths, idx, device)
+            out[idx] = model(x, lens).float().cpu().numpy()
+    return out
+
+
+def check_windows(X: np.ndarray, lengths: np.ndarray, y: np.ndarray | None = None) -> None:
+    if X.ndim != 3:
+        raise ValueError(f"X must be (N, T, F), got shape {X.shape}")
+    if len(lengths) != len(X) or (y is not None and len(y) != len(X)):
+        raise ValueError("X, lengths and y must have the same number of windows")
+    if len(lengths) and (np.min(lengths) < 1 or np.max(lengths) > X.shape[1]):
+        raise ValueError(f"lengths must be in 1..{X.shape[1]}")
+
+
+# ---- training ----
+
+
+@contextlib.contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """Seed torch and switch on deterministic kernels for the fit, then restore the global flag."""
+    import torch
+
+    torch.manual_seed(seed)
+    was_on = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_on, warn_only=was_warn)
+
+
+def progress_bar(enabled: bool) -> Any:
+    """A rich progress bar on stderr, so stdout stays clean for ``--json``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def train_epoch(
+    model: SequenceClassifier,
+    optimiser: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    batches: list[np.ndarray],
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    cfg: FitConfig,
+    device: torch.device,
+    advance: Callable[[], None],
+) -> float:
+    """One pass over ``batches``; returns the mean training loss per window."""
+    import torch
+
+    X, lengths, y = data
+    model.train()
+    total, count = 0.0, 0
+    for idx in batches:
+        x, lens = to_tensors(X, lengths, idx, device)
+        target = torch.from_numpy(y[idx].astype(np.float32)).to(device)  # (B,)
+        with autocast(device, cfg.amp):
+            logits = model(x, lens)  # (B,)
+        loss = loss_fn(logits.float(), target)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimiser.step()
+        total += float(loss.detach()) * len(idx)
+        count += len(idx)
+        advance()
+    return total / max(count, 1)
+
+
+def validation_loss(loss_fn: LossFn, logits: np.ndarray, y: np.ndarray) -> float:
+    import torch
+
+    with torch.inference_mode():
+        return float(loss_fn(torch.from_numpy(logits), torch.from_numpy(y.astype(np.float32))))
+
+
+def fit_sequence_model(
+    X_tr: np.ndarray,
+    len_tr: np.ndarray,
+    y_tr: np.ndarray,
+    X_val: np.ndarray,
+    len_val: np.ndarray,
+    y_val: np.ndarray,
+    model_cfg: SequenceModelConfig,
+    fit_cfg: FitConfig,
+    seed: int = 0,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train with AdamW and keep the weights of the epoch with the best validation AP.
+
+    Deterministic on CPU for a ``seed``: torch is seeded once before the weights are drawn, and
+    every shuffle comes from one ``numpy`` Generator. If the validation windows hold a single
+    class, AP is undefined and the epoch with the lowest validation loss is kept instead.
+    """
+    import torch
+
+    from pipeline.model import build_model
+
+    check_windows(X_tr, len_tr, y_tr)
+    check_windows(X_val, len_val, y_val)
+    device = device or pick_device()
+    y_tr = np.asarray(y_tr).astype(np.int64)
+    y_val = np.asarray(y_val).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    with deterministic(seed), progress_bar(progress) as bar:
+        model = build_model(model_cfg).to(device)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=fit_cfg.lr, weight_decay=fit_cfg.weight_decay)
+        n_pos = int(y_tr.sum())
+        n_neg = len(y_tr) - n_pos
+        if fit_cfg.neg_per_pos is not None:
+            n_neg = min(n_neg, round(fit_cfg.neg_per_pos * n_pos))
+        pos_weight = fit_cfg.pos_weight or default_pos_weight(n_pos, n_neg)
+        loss_fn = make_loss(fit_cfg, pos_weight)
+        single_class = len(np.unique(y_val)) < 2
+
+        history: list[dict[str, float]] = []
+        best: tuple[float, int, dict[str, torch.Tensor], np.ndarray] | None = None
+        seen, train_seconds = 0, 0.0
+        task = bar.add_task("training", total=None)
+        for epoch in range(1, fit_cfg.epochs + 1):
+            sample = epoch_sample(y_tr, fit_cfg.neg_per_pos, rng)
+            batches = [sample[b] for b in length_bucketed_batches(len_tr[sample], fit_cfg.batch_size, rng)]
+            bar.reset(task, total=len(batches), description=f"epoch {epoch}/{fit_cfg.epochs}")
+            started = time.perf_counter()
+            train_loss = train_epoch(
+                model,
+                optimiser,
+                loss_fn,
+                batches,
+                (X_tr, len_tr, y_tr),
+                fit_cfg,
+                device,
+                lambda: bar.advance(task),
+            )
+            seconds = time.perf_counter() - started
+            seen, train_seconds = seen + len(sample), train_seconds + seconds
+
+            val_logits = predict_logits(model, X_val, len_val, device=device, amp=fit_cfg.amp)
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": validation_loss(loss_fn, val_logits, y_val),
+                "val_average_precision": average_precision(y_val, val_logits),
+                "val_auc_roc": auc_roc(y_val, val_logits),
+                "seconds": seconds,
+                "windows_per_s": len(sample) / seconds,
+            }
+            history.append(row)
+            score = -row["val_loss"] if single_class else row["val_average_precision"]
+            if best is None or score > best[0]:
+                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best = (score, epoch, state, val_logits)
+            elif epoch - best[1] >= fit_cfg.patience:
+                break
+
+    assert best is not None  # at least one epoch ran
+    _, best_epoch, state, best_logits = best
+    model.load_state_dict(state)
+    model.eval()
+    return FitResult(
+        model=model,
+        best_epoch=best_epoch,
+        history=history,
+        val_logits=best_logits,
+        train_windows_per_s=seen / max(train_seconds, 1e-9),
+        pos_weight=pos_weight,
+    )

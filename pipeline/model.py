@@ -1,0 +1,183 @@
+"""The sequence classifier: a stacked (bi)directional RNN / GRU / LSTM over one event window.
+
+Input convention (built by ``features.windows``): ``x`` is ``(B, T, F)``, LEFT-padded with zeros,
+so the last ``lengths[i]`` positions of row ``i`` are real events and position ``T - 1`` is the
+transaction being scored.
+
+Padding invariance, exactly and without ``pack_padded_sequence`` (packed models do not export,
+and were slower on CPU; see STACK_NOTES). Each direction of each layer is its own unidirectional
+cuDNN/MKL recurrence that reads a time-major layout in which the real events come *first*:
+
+- the forward direction reads layout ``R``: the window rolled so that it is right-padded;
+- the backward direction reads layout ``V``: the window flipped in time, which puts the reversed
+  real events first and the padding after them.
+
+A recurrence never meets padding before a real event, so the real outputs do not depend on how
+much padding there is or what it holds. Between layers the two directions are re-aligned with
+one ``index_select`` each; pooling is masked, and mean/max need no re-alignment at all. The
+result is exact (bit-identical in eval mode for T=8 vs T=16) and costs about what one
+``nn.LSTM(bidirectional=True)`` does. ``predict_logits`` still trims each length bucket to its
+longest window, for speed only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+CELLS: dict[str, Callable[..., nn.Module]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+@dataclass
+class SequenceModelConfig:
+    """Shape of the network; stored beside the weights so a model can be rebuilt."""
+
+    n_features: int
+    cell: str = "lstm"  # "rnn" | "gru" | "lstm"
+    hidden: int = 64
+    layers: int = 2
+    bidirectional: bool = True
+    dropout: float = 0.2
+    head_hidden: int = 64
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
+        if self.n_features < 1 or self.hidden < 1 or self.layers < 1 or self.head_hidden < 1:
+            raise ValueError("n_features, hidden, layers and head_hidden must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SequenceModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def select_rows(h: torch.Tensor, source_t: torch.Tensor, batch_major: bool = False) -> torch.Tensor:
+    """Time-major ``out[t, b] = h[source_t[t, b], b]`` (``h[b, source_t[t, b]]`` if ``batch_major``).
+
+    ``index_select`` of whole feature rows is far cheaper on CPU than ``gather`` or ``flip``.
+    """
+    T, B = source_t.shape
+    D = h.shape[-1]
+    batch = torch.arange(B, device=h.device)[None, :]  # (1, B)
+    flat = batch * T + source_t if batch_major else source_t * B + batch  # (T, B)
+    return h.reshape(-1, D).index_select(0, flat.reshape(-1)).view(T, B, D)  # (T, B, D)
+
+
+class Layouts:
+    """Index maps between the left-padded input and the two real-first, time-major layouts.
+
+    forward layout ``R``: event ``j`` at ``t = j``; reversed layout ``V``: event ``j`` at ``t = L-1-j``.
+    Padding sits at ``t >= L`` in both, after every real event, so it cannot reach a real output.
+    """
+
+    def __init__(self, lengths: torch.Tensor, T: int) -> None:
+        t = torch.arange(T, device=lengths.device)[:, None]  # (T, 1)
+        pad = (T - lengths)[None, :]  # (1, B)
+        self.lengths = lengths  # (B,)
+        self.mask = t < lengths[None, :]  # (T, B)
+        self.from_input_r = (t + pad) % T  # (T, B) source position in the left-padded row
+        self.from_input_v = (T - 1 - t).expand_as(self.mask)  # (T, B) a plain flip
+        self.reverse = torch.where(self.mask, lengths[None, :] - 1 - t, t)  # (T, B) R <-> V, an involution
+
+
+class RecurrentLayer(nn.Module):
+    """One (bi)directional recurrent layer: each direction reads its own real-first layout."""
+
+    def __init__(self, cell: str, n_in: int, hidden: int, bidirectional: bool) -> None:
+        super().__init__()
+        rnn_cls = CELLS[cell]
+        self.forward_rnn = rnn_cls(n_in, hidden)
+        self.backward_rnn = rnn_cls(n_in, hidden) if bidirectional else None
+
+    def forward(
+        self, x_r: torch.Tensor, x_v: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        f_r, _ = self.forward_rnn(x_r)  # (T, B, H) forward states, layout R
+        if self.backward_rnn is None or x_v is None:
+            return f_r, None
+        b_v, _ = self.backward_rnn(x_v)  # (T, B, H) backward states, layout V
+        return f_r, b_v
+
+
+class SequenceClassifier(nn.Module):
+    """Window of events -> one fraud logit for the window's last event."""
+
+    def __init__(self, cfg: SequenceModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        width = cfg.hidden * cfg.directions
+        self.layers = nn.ModuleList(
+            RecurrentLayer(cfg.cell, cfg.n_features if i == 0 else width, cfg.hidden, cfg.bidirectional)
+            for i in range(cfg.layers)
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Sequential(
+            nn.Linear(3 * width, cfg.head_hidden),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.head_hidden, 1),
+        )
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        lengths = lengths.to(device=x.device, dtype=torch.long).clamp(1, T)  # (B,)
+        lay = Layouts(lengths, T)
+        x = x.contiguous()  # (B, T, F)
+        h_r = select_rows(x, lay.from_input_r, batch_major=True)  # (T, B, F)
+        h_v = select_rows(x, lay.from_input_v, batch_major=True) if self.cfg.bidirectional else None
+        f_r, b_v = self.layers[0](h_r, h_v)
+        for layer in self.layers[1:]:
+            # between layers only, like nn.LSTM(dropout=...); one mask per event for both directions
+            f_r = self.dropout(f_r)  # (T, B, H)
+            if b_v is None:
+                f_r, b_v = layer(f_r, None)
+                continue
+            b_v = self.dropout(b_v)  # (T, B, H)
+            h_r = torch.cat([f_r, select_rows(b_v, lay.reverse)], dim=-1)  # (T, B, 2H)
+            h_v = torch.cat([select_rows(f_r, lay.reverse), b_v], dim=-1)  # (T, B, 2H)
+            f_r, b_v = layer(h_r, h_v)
+        return self.head(self.pool(f_r, b_v, lay)).squeeze(-1)  # (B,)
+
+    @staticmethod
+    def pool(f_r: torch.Tensor, b_v: torch.Tensor | None, lay: Layouts) -> torch.Tensor:
+        """[state at the scored transaction, masked mean, masked max] of the top layer.
+
+        Mean and max ignore the order of events, so each direction is pooled in its own layout.
+        """
+        batch = torch.arange(f_r.shape[1], device=f_r.device)  # (B,)
+        last = [f_r[lay.lengths - 1, batch]]  # (B, H) forward state after the whole window
+        states = [f_r]
+        if b_v is not None:
+            last.append(b_v[0])  # (B, H) backward state that has read only the transaction
+            states.append(b_v)
+        h = torch.cat(states, dim=-1)  # (T, B, D)
+        mask = lay.mask[:, :, None]  # (T, B, 1)
+        mean = torch.where(mask, h, 0.0).sum(dim=0) / lay.lengths[:, None].to(h.dtype)  # (B, D)
+        peak = torch.where(mask, h, torch.finfo(h.dtype).min).amax(dim=0)  # (B, D)
+        return torch.cat([*last, mean, peak], dim=-1)  # (B, 3D)
+
+
+def build_model(cfg: SequenceModelConfig) -> SequenceClassifier:
+    """The classifier for ``cfg``, freshly initialised from torch's global RNG."""
+    return SequenceClassifier(cfg)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,245 @@
+"""The model bundle (weights, config, normaliser, calibrator) and the MLflow registry around it.
+
+A registered version is a pyfunc whose artifacts are the bundle folder, so any MLflow
+client can load it, and fraudseq loads it back as a ``ModelBundle`` for fast scoring
+and attribution. Models are only ever loaded from the registry (contract section 5).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from features.windows import Normaliser
+from pipeline.errors import MissingInputError, UsageError
+
+if TYPE_CHECKING:
+    from pipeline.model import SequenceClassifier
+
+CHAMPION = "champion"
+_URI = re.compile(
+    r"^models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]{0,255})(?:@(?P<alias>[A-Za-z0-9_\-]{1,255})|/(?P<version>[0-9]{1,9}))$"
+)
+
+
+@dataclass
+class ModelBundle:
+    """Everything needed to turn raw feature windows into calibrated probabilities."""
+
+    net: SequenceClassifier
+    model_config: dict[str, Any]
+    normaliser: Normaliser
+    calibrator: dict[str, Any]
+    window: int
+
+    def logits(self, windows: np.ndarray, lengths: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Raw logits for windows of raw (un-normalised) features."""
+        from pipeline.fit import predict_logits
+
+        x = self.normalise_windows(windows, lengths)
+        return predict_logits(self.net, x, lengths, batch_size=batch_size)
+
+    def normalise_windows(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        n, w, f = windows.shape
+        x = self.normaliser.transform(windows.reshape(n * w, f)).reshape(n, w, f)
+        pad = np.arange(w)[None, :] < (w - lengths)[:, None]  # (N, W): left padding
+        x[pad] = 0.0
+        return x
+
+    def calibrate(self, logits: np.ndarray) -> np.ndarray:
+        from pipeline.calibration import calibrator_from_dict
+
+        return calibrator_from_dict(self.calibrator).transform(logits)
+
+    def predict_proba(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return self.calibrate(self.logits(windows, lengths))
+
+    def save(self, folder: Path) -> Path:
+        import torch
+
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.net.state_dict(), folder / "weights.pt")
+        meta = {
+            "model_config": self.model_config,
+            "normaliser": self.normaliser.to_dict(),
+            "calibrator": self.calibrator,
+            "window": self.window,
+        }
+        (folder / "bundle.json").write_text(json.dumps(meta, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelBundle:
+        import torch
+
+        from pipeline.model import SequenceModelConfig, build_model
+
+        meta = json.loads((Path(folder) / "bundle.json").read_text())
+        net = build_model(SequenceModelConfig.from_dict(meta["model_config"]))
+        state = torch.load(Path(folder) / "weights.pt", map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+        net.eval()
+        return cls(
+            net,
+            meta["model_config"],
+            Normaliser.from_dict(meta["normaliser"]),
+            meta["calibrator"],
+            int(meta["window"]),
+        )
+
+
+def _pyfunc_class() -> type:
+    import mlflow.pyfunc
+
+    class FraudseqPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
+        """pyfunc face of a bundle: input (N, W, F) raw windows, output fraud probabilities."""
+
+        def load_context(self, context: Any) -> None:
+            self.bundle = ModelBundle.load(Path(context.artifacts["bundle"]))
+
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads hints
+            x = np.asarray(model_input, dtype=np.float32)
+            real = x[:, :, self.bundle.normaliser.feature_names.index("is_real")] > 0.5
+            return self.bundle.predict_proba(x, real.sum(axis=1).astype(np.int64))
+
+    return FraudseqPyfunc
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """(name, alias, version) of a registry URI; anything else is a usage error."""
+    m = _URI.match(uri)
+    if not m:
+        raise UsageError(f"--model-uri {uri!r}: only models:/NAME@ALIAS or models:/NAME/VERSION are accepted")
+    return m["name"], m["alias"], m["version"]
+
+
+def log_bundle(bundle: ModelBundle, example: np.ndarray, workdir: Path) -> str:
+    """Log the bundle as a pyfunc model in the active run; returns the model URI."""
+    import torch
+    from mlflow.models import infer_signature
+
+    import mlflow
+
+    folder = bundle.save(workdir / "bundle")
+    pyfunc = _pyfunc_class()()
+    pyfunc.bundle = bundle
+    signature = infer_signature(
+        example, bundle.predict_proba(example, (example[:, :, _real_index(bundle)] > 0.5).sum(1))
+    )
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=pyfunc,
+        artifacts={"bundle": str(folder)},
+        signature=signature,
+        input_example=example[:2],
+        pip_requirements=[
+            f"torch=={torch.__version__.split('+')[0]}",
+            f"mlflow=={mlflow.__version__}",
+            "numpy",
+            "polars",
+        ],
+        code_paths=[
+            str(Path(__file__).resolve().parents[1] / "features"),
+            str(Path(__file__).resolve().parent),
+        ],
+    )
+    return str(info.model_uri)
+
+
+def _real_index(bundle: ModelBundle) -> int:
+    return bundle.normaliser.feature_names.index("is_real")
+
+
+def register(
+    model_uri: str, name: str, run_id: str, tags: dict[str, str] | None = None, description: str = ""
+) -> str:
+    """Register ``model_uri`` as a new version of ``name``; returns the version number."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mv = mlflow.register_model(model_uri, name, tags=tags)
+    client = MlflowClient()
+    if description:
+        client.update_model_version(name, mv.version, description=description)
+    client.set_model_version_tag(name, mv.version, "run_id", run_id)
+    return str(mv.version)
+
+
+def champion_version(name: str) -> str | None:
+    """The version carrying the ``champion`` alias, or None."""
+    from mlflow.exceptions import MlflowException
+
+    from mlflow import MlflowClient
+
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def promote(name: str, version: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, CHAMPION, version)
+
+
+def resolve_version(uri: str | None, default_name: str) -> tuple[str, str]:
+    """Pin a URI (or the champion of ``default_name``) to (name, version), once."""
+    from mlflow.exceptions import MlflowException
+
+    from mlflow import MlflowClient
+
+    name, alias, version = parse_model_uri(uri) if uri else (default_name, CHAMPION, None)
+    if version is not None:
+        return name, version
+    try:
+        mv = MlflowClient().get_model_version_by_alias(name, alias or CHAMPION)
+    except MlflowException as exc:
+        raise MissingInputError(
+            f"model {name}@{alias}: no such registered model alias (train first)"
+        ) from exc
+    return name, str(mv.version)
+
+
+def load_bundle(name: str, version: str) -> ModelBundle:
+    """Load a registered version's bundle (through the registry, never a local path)."""
+    from mlflow.exceptions import MlflowException
+
+    import mlflow
+
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
+    except MlflowException as exc:
+        raise MissingInputError(
+            f"models:/{name}/{version}: cannot load from the registry ({exc.message})"
+        ) from exc
+    return ModelBundle.load(Path(local) / "artifacts" / "bundle")
+
+
+def use_tracking(tracking_uri: str) -> None:
+    """Point MLflow's tracking and registry at ``tracking_uri`` (called by each stage, never at import)."""
+    import mlflow
+
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+
+
+def ensure_experiment(name: str, artifact_root: Path) -> str:
+    """Use experiment ``name``, creating it with artifacts under ``artifact_root`` (not ./mlruns)."""
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
+        artifact_root.mkdir(parents=True, exist_ok=True)
+        exp_id = mlflow.create_experiment(name, artifact_location=artifact_root.resolve().as_uri())
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return str(exp_id)

@@ -1,0 +1,58 @@
+"""The DAG files: they import cleanly, and the date rule of contract section 7."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import pytest
+
+from pipeline.errors import UsageError
+from pipeline.runs import days_for_run, training_range
+
+from .conftest import ROOT
+
+
+def test_dagbag_has_the_three_dags_and_no_import_errors() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    assert {"fraudseq_validate", "fraudseq_train", "fraudseq_score"} <= set(bag.dag_ids)
+    for dag_id in bag.dag_ids:
+        assert bag.dags[dag_id].doc_md, dag_id
+
+
+def test_dag_files_import_no_heavy_libraries() -> None:
+    for path in (ROOT / "dags").glob("*.py"):
+        head = [line for line in path.read_text().splitlines() if line.startswith(("import ", "from "))]
+        assert not any(
+            m in line for line in head for m in ("torch", "mlflow", "great_expectations", "polars")
+        ), path
+
+
+def test_daily_run_processes_the_day_before_its_logical_date() -> None:
+    assert days_for_run({}, datetime(2026, 1, 6, 2, 0, tzinfo=timezone.utc)) == ["2026-01-05"]
+
+
+def test_date_param_wins_and_ranges_expand() -> None:
+    logical = datetime(2026, 1, 6, 2, 0, tzinfo=timezone.utc)
+    assert days_for_run({"date": "2026-03-01"}, logical) == ["2026-03-01"]
+    assert days_for_run({"start": "2026-01-30", "end": "2026-02-02"}, logical) == [
+        "2026-01-30",
+        "2026-01-31",
+        "2026-02-01",
+        "2026-02-02",
+    ]
+    with pytest.raises(UsageError):
+        days_for_run({"start": "2026-02-02", "end": "2026-01-30"}, logical)
+    with pytest.raises(UsageError):
+        days_for_run({"date": "yesterday"}, logical)
+
+
+def test_training_range_defaults_to_the_last_train_days() -> None:
+    logical = datetime(2026, 2, 2, 4, 0, tzinfo=timezone.utc)
+    assert training_range({}, logical, 28) == (date(2026, 1, 5), date(2026, 2, 1))
+    assert training_range({"train_start": "2026-01-01", "train_end": "2026-01-10"}, logical, 28) == (
+        date(2026, 1, 1),
+        date(2026, 1, 10),
+    )

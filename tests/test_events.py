@@ -1,0 +1,147 @@
+"""Per-event features and windows: contract order, causality, padding."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import polars as pl
+import pytest
+
+from features.events import FEATURE_NAMES, build_event_table, customer_starts, feature_matrix
+from features.windows import Normaliser, gather_windows
+
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
+
+
+def tx(
+    event_id: str, customer: str, minutes: float, amount: float, merchant: str = "M1", **kw: object
+) -> dict:
+    row = {
+        "event_id": event_id,
+        "customer_id": customer,
+        "event_time": T0 + timedelta(minutes=minutes),
+        "amount": amount,
+        "currency": "EUR",
+        "merchant_id": merchant,
+        "merchant_category": "5411",
+        "channel": "pos",
+        "country": "FR",
+        "card_id": "K1",
+        "device_id": None,
+        "ip_address": None,
+    }
+    row.update(kw)
+    return row
+
+
+def login(event_id: str, customer: str, minutes: float, kind: str = "login_success", **kw: object) -> dict:
+    row = {
+        "event_id": event_id,
+        "customer_id": customer,
+        "event_time": T0 + timedelta(minutes=minutes),
+        "event_type": kind,
+        "device_id": "D1",
+        "ip_address": "10.0.0.1",
+        "country": "FR",
+        "user_agent": "ua",
+    }
+    row.update(kw)
+    return row
+
+
+def table(txs: list[dict], logins: list[dict]) -> pl.DataFrame:
+    tx_schema = {
+        "event_time": pl.Datetime("us", "UTC"),
+        "amount": pl.Float64,
+        "device_id": pl.String,
+        "ip_address": pl.String,
+    }
+    lg_schema = {
+        c: pl.String
+        for c in ("event_id", "customer_id", "event_type", "device_id", "ip_address", "country", "user_agent")
+    }
+    lg_schema["event_time"] = pl.Datetime("us", "UTC")  # type: ignore[assignment]
+    t = pl.DataFrame(txs, schema_overrides=tx_schema).lazy()
+    lg = (
+        pl.DataFrame(logins, schema_overrides=lg_schema) if logins else pl.DataFrame(schema=lg_schema)
+    ).lazy()
+    return build_event_table(t, lg)
+
+
+def test_contract_order_login_before_transaction_at_equal_time() -> None:
+    df = table(
+        [tx("t2", "A", 5, 10.0), tx("t1", "A", 5, 10.0), tx("t0", "B", 0, 1.0)],
+        [login("l9", "A", 5)],
+    )
+    assert df["event_id"].to_list() == ["l9", "t1", "t2", "t0"]
+    assert df.columns[: len(df.columns)] and set(FEATURE_NAMES) <= set(df.columns)
+
+
+def test_first_seen_flags_and_history_relative_amount() -> None:
+    df = table(
+        [tx("t1", "A", 0, 10.0, "M1"), tx("t2", "A", 10, 10.0, "M1"), tx("t3", "A", 20, 1000.0, "M2")],
+        [login("l1", "A", 15, device_id="D9", country="RO")],
+    )
+    rows = {r["event_id"]: r for r in df.iter_rows(named=True)}
+    assert (
+        rows["t1"]["new_merchant"] == 1
+        and rows["t2"]["new_merchant"] == 0
+        and rows["t3"]["new_merchant"] == 1
+    )
+    assert rows["l1"]["new_device"] == 1 and rows["l1"]["new_country"] == 1
+    assert rows["t2"]["amount_vs_history"] == pytest.approx(0.0)
+    assert rows["t3"]["amount_vs_history"] == pytest.approx(np.log1p(1000) - np.log1p(10), rel=1e-5)
+    # the login gap of t3 is 5 minutes
+    assert rows["t3"]["log_gap_prev_login"] == pytest.approx(np.log1p(5.0), rel=1e-5)
+
+
+def test_recent_counts_ignore_later_ties() -> None:
+    df = table([tx("t1", "A", 0, 1.0), tx("t2", "A", 0, 1.0), tx("t3", "A", 0, 1.0)], [])
+    counts = np.expm1(df["log_events_1h"].to_numpy())
+    assert counts.tolist() == pytest.approx([1.0, 2.0, 3.0])
+
+
+def test_appending_future_events_changes_no_past_feature() -> None:
+    base_tx = [tx(f"t{i}", "A" if i % 2 else "B", i * 7.0, 5.0 + i, f"M{i % 3}") for i in range(20)]
+    base_lg = [
+        login(f"l{i}", "A", i * 11.0, "login_failure" if i % 4 == 0 else "login_success") for i in range(8)
+    ]
+    past = table(base_tx, base_lg)
+    future_tx = [tx(f"u{i}", "A", 500 + i, 9000.0, "MX", country="RO") for i in range(5)]
+    future_lg = [login(f"v{i}", "B", 400 + i, "login_failure", device_id="DX") for i in range(5)]
+    both = table(base_tx + future_tx, base_lg + future_lg)
+    joined = past.join(both, on="event_id", suffix="_new")
+    for name in FEATURE_NAMES:
+        np.testing.assert_allclose(
+            joined[name].to_numpy(), joined[f"{name}_new"].to_numpy(), rtol=1e-6, err_msg=name
+        )
+
+
+def test_windows_are_left_padded_and_stay_inside_the_customer() -> None:
+    df = table(
+        [tx(f"a{i}", "A", i, 1.0 + i) for i in range(3)] + [tx(f"b{i}", "B", i, 2.0) for i in range(5)], []
+    )
+    m = feature_matrix(df)
+    starts = customer_starts(df)
+    targets = np.array([2, 7])  # last of A (3 events), last of B (5 events)
+    x, lengths = gather_windows(m, starts, targets, window=4)
+    assert x.shape == (2, 4, len(FEATURE_NAMES))
+    assert lengths.tolist() == [3, 4]
+    real = FEATURE_NAMES.index("is_real")
+    assert x[0, :, real].tolist() == [0, 1, 1, 1]
+    assert x[1, :, real].tolist() == [1, 1, 1, 1]
+    np.testing.assert_array_equal(x[0, -1], m[2])
+    np.testing.assert_array_equal(x[1, 0], m[4])  # B's window starts at its 2nd event
+
+
+def test_normaliser_scales_only_continuous_features_and_round_trips() -> None:
+    rng = np.random.default_rng(0)
+    m = rng.normal(3.0, 2.0, size=(500, len(FEATURE_NAMES))).astype(np.float32)
+    norm = Normaliser.fit(m)
+    out = norm.transform(m)
+    i_amt, i_flag = FEATURE_NAMES.index("log_amount"), FEATURE_NAMES.index("new_device")
+    assert abs(out[:, i_amt].mean()) < 1e-4 and abs(out[:, i_amt].std() - 1) < 1e-3
+    np.testing.assert_array_equal(out[:, i_flag], m[:, i_flag])
+    again = Normaliser.from_dict(norm.to_dict()).transform(m)
+    np.testing.assert_array_equal(out, again)

@@ -1,0 +1,285 @@
+"""Handbook protocol: fold dates, test-day removal, delayed labels, causality, no leakage."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from features import handbook as hb
+
+T0 = datetime(2018, 4, 1)
+
+
+def frame(rows: list[tuple[float, int, int, float, int]]) -> pl.DataFrame:
+    """Handbook-shaped rows from (days after 2018-04-01, customer, terminal, amount, fraud)."""
+    return hb.normalise_columns(
+        pl.DataFrame(
+            {
+                "TRANSACTION_ID": list(range(len(rows))),
+                "TX_DATETIME": [T0 + timedelta(days=r[0]) for r in rows],
+                "CUSTOMER_ID": [r[1] for r in rows],
+                "TERMINAL_ID": [r[2] for r in rows],
+                "TX_AMOUNT": [r[3] for r in rows],
+                "TX_FRAUD": [r[4] for r in rows],
+            }
+        )
+    )
+
+
+def random_frame(n: int = 3000, days: int = 120, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, days, n))
+    return frame(
+        [
+            (
+                float(t[i]),
+                int(rng.integers(0, 30)),
+                int(rng.integers(0, 15)),
+                float(rng.gamma(2, 30)),
+                int(rng.random() < 0.05),
+            )
+            for i in range(n)
+        ]
+    )
+
+
+# ---- folds ----
+
+
+def test_test_fold_dates_follow_the_readme() -> None:
+    folds = hb.handbook_folds("test")
+    assert [f.train_start for f in folds] == [
+        date(2018, 8, 15),
+        date(2018, 8, 8),
+        date(2018, 8, 1),
+        date(2018, 7, 25),
+    ]
+    last = folds[-1].dates()
+    assert last["train"] == "2018-07-25..2018-07-31"
+    assert last["test"] == "2018-08-08..2018-08-14"
+    assert last["early_stop"] == "2018-07-18..2018-07-24"
+    assert folds[0].dates()["test"] == "2018-08-29..2018-09-04"
+
+
+def test_validation_folds_never_overlap_test_days_of_any_test_fold_training() -> None:
+    val = hb.handbook_folds("validation")
+    assert [f.train_start for f in val] == [
+        date(2018, 7, 11),
+        date(2018, 7, 4),
+        date(2018, 6, 27),
+        date(2018, 6, 20),
+    ]
+    first_test_day = min(f.test_range[0] for f in hb.handbook_folds("test"))
+    assert all(f.test_range[1] < first_test_day for f in val)
+
+
+def test_day_index_matches_tx_time_days() -> None:
+    assert hb.day_index(date(2018, 4, 1)) == 0
+    assert hb.day_index(date(2018, 7, 25)) == 115
+
+
+# ---- test-day removal ----
+
+
+def test_removal_drops_customers_with_a_fraud_at_least_eight_days_before() -> None:
+    fold = hb.Fold(date(2018, 4, 1))  # train days 0..6, test days 14..20
+    rows = [
+        (2.5, 1, 0, 10.0, 1),  # customer 1: fraud in training -> removed on every test day
+        (14.5, 1, 0, 10.0, 0),
+        (10.5, 2, 0, 10.0, 1),  # customer 2: fraud in the delay, day 10 -> known from day 18
+        (17.5, 2, 0, 10.0, 0),  # day 17: 10 > 17 - 8 -> kept
+        (18.5, 2, 0, 10.0, 0),  # day 18: 10 <= 18 - 8 -> removed
+        (15.5, 3, 0, 10.0, 1),  # customer 3: fraud on test day 15 -> still scored on day 20
+        (20.5, 3, 0, 10.0, 1),
+        (-5.0 + 100, 4, 0, 10.0, 0),  # unrelated
+    ]
+    df = frame([r for r in rows if r[0] >= 0])
+    kept = hb.test_rows(df, fold).select("customer_id", "day").rows()
+    assert (1, 14) not in kept
+    assert (2, 17) in kept and (2, 18) not in kept
+    assert (3, 15) in kept and (3, 20) in kept
+
+
+def test_removal_ignores_frauds_before_the_training_week() -> None:
+    fold = hb.Fold(date(2018, 4, 11))  # train days 10..16, test days 24..30
+    df = frame([(3.5, 1, 0, 10.0, 1), (25.5, 1, 0, 10.0, 0)])
+    assert hb.test_rows(df, fold).height == 1
+
+
+def test_removal_agrees_with_pipeline_metrics() -> None:
+    from pipeline.metrics import drop_known_compromised
+
+    df = random_frame(n=4000, days=40, seed=3)
+    fold = hb.Fold(date(2018, 4, 11))
+    lo, hi = fold.train_range[0], fold.test_range[1]
+    theirs = drop_known_compromised(
+        df.filter(pl.col("day").is_between(lo, hi)).select("tx_id", "customer_id", "day", "is_fraud")
+    )
+    theirs = theirs.filter(pl.col("day") >= fold.test_range[0])
+    assert sorted(hb.test_rows(df, fold)["tx_id"].to_list()) == sorted(theirs["tx_id"].to_list())
+
+
+# ---- delayed labels ----
+
+
+def test_terminal_fraud_rate_never_uses_a_label_younger_than_seven_days() -> None:
+    seven = 7.0
+    rows = [
+        (10.0, 1, 5, 10.0, 1),  # a fraud at terminal 5
+        (10.0 + seven - 1e-4, 2, 5, 10.0, 0),  # just under 7 days later: label unknown
+        (10.0 + seven, 3, 5, 10.0, 0),  # exactly 7 days later: label known
+        (10.0 + seven + 0.5, 4, 5, 10.0, 0),
+        (10.0 + 7 + 30.5, 5, 5, 10.0, 0),  # past the 30-day known window
+    ]
+    feats = hb.build_features(frame(rows)).sort("customer_id")
+    risk = feats["t_risk_1d"].to_list()
+    risk30 = feats["t_risk_30d"].to_list()
+    assert risk[1] == 0.0 and risk30[1] == 0.0 and feats["t_last_fraud_age"][1] == 38.0
+    assert risk[2] == 1.0 and feats["t_last_fraud_age"][2] == pytest.approx(7.0)
+    assert risk30[3] == 1.0 and feats["t_first_fraud_age"][3] == pytest.approx(7.5)
+    assert risk30[4] == 0.0 and feats["t_first_fraud_age"][4] == 38.0
+
+
+def test_label_dependent_features_ignore_labels_younger_than_seven_days() -> None:
+    df = random_frame(seed=1)
+    base = hb.build_features(df).sort("tx_id")
+    label_cols = [c for c in hb.FEATURES if "risk" in c or "fraud" in c]
+    cut = 60.0  # flip every label after day 60: rows before day 67 must not move
+    flipped = df.with_columns(
+        pl.when(pl.col("ts") > T0 + timedelta(days=cut))
+        .then(1 - pl.col("is_fraud"))
+        .otherwise(pl.col("is_fraud"))
+        .alias("is_fraud")
+    )
+    after = hb.build_features(flipped).sort("tx_id")
+    early = base["ts"] < T0 + timedelta(days=cut + 7)
+    assert base.filter(early).select(label_cols).equals(after.filter(early).select(label_cols))
+    late = base["ts"] > T0 + timedelta(days=cut + 8)
+    assert not base.filter(late).select(label_cols).equals(after.filter(late).select(label_cols))
+
+
+# ---- causality and leakage ----
+
+
+def test_appending_future_rows_changes_no_past_feature() -> None:
+    df = random_frame(seed=2)
+    past = df.filter(pl.col("ts") < T0 + timedelta(days=80))
+    full = hb.build_features(df).sort("tx_id")
+    only_past = hb.build_features(past).sort("tx_id")
+    head = full.filter(pl.col("tx_id").is_in(only_past["tx_id"].to_list()))
+    assert head.select(hb.FEATURES).equals(only_past.select(hb.FEATURES))
+
+
+def test_no_test_period_label_reaches_training_features_or_targets() -> None:
+    df = random_frame(n=5000, days=60, seed=4)
+    fold = hb.Fold(date(2018, 4, 21))  # train days 20..26, test 34..40, early stop 13..19
+    lo, hi = fold.test_range
+    scrambled = df.with_columns(
+        pl.when(pl.col("day").is_between(lo, hi))
+        .then(1 - pl.col("is_fraud"))
+        .otherwise(pl.col("is_fraud"))
+        .alias("is_fraud")
+    )
+    for part in (hb.train_rows, hb.early_stop_rows):
+        a = part(hb.build_features(df), fold).sort("tx_id")
+        b = part(hb.build_features(scrambled), fold).sort("tx_id")
+        assert a.select("tx_id", "is_fraud", *hb.FEATURES).equals(b.select("tx_id", "is_fraud", *hb.FEATURES))
+    assert hb.test_rows(hb.build_features(df), fold)["day"].min() >= lo
+
+
+def test_customer_features_count_only_the_past_and_present() -> None:
+    rows = [(0.0, 1, 0, 10.0, 0), (0.5, 1, 0, 30.0, 0), (3.0, 1, 0, 20.0, 0), (40.0, 1, 0, 50.0, 0)]
+    f = hb.build_features(frame(rows)).sort("tx_id")
+    assert np.expm1(f["c_n_1d"].to_numpy()).round().tolist() == [1, 2, 1, 1]
+    assert np.expm1(f["c_n_7d"].to_numpy()).round().tolist() == [1, 2, 3, 1]
+    assert f["c_mean_7d"].to_list()[:3] == pytest.approx([10.0, 20.0, 20.0])
+    assert f["c_log_dt_prev"][1] == pytest.approx(np.log1p(0.5 * 86400))
+
+
+# ---- windows ----
+
+
+def test_customer_window_index_is_left_padded_per_customer() -> None:
+    idx = hb.customer_window_index(np.array([7, 7, 7, 9, 9]), window=3)
+    assert idx.tolist() == [[-1, -1, 0], [-1, 0, 1], [0, 1, 2], [-1, -1, 3], [-1, 3, 4]]
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    w, lengths = hb.gather_windows(x, idx[[1, 3]])
+    assert lengths.tolist() == [2, 1]
+    assert w[0].tolist() == [[0, 0], [0, 1], [2, 3]]
+    assert w[1].tolist() == [[0, 0], [0, 0], [6, 7]]
+
+
+# ---- the runner (pipeline/benchmark.py), on a tiny synthetic file ----
+
+
+def synthetic_file(tmp_path, seed: int = 0):  # type: ignore[no-untyped-def]
+    """Handbook-shaped parquet over the fold dates: 40 customers, 20 terminals, a few frauds a day."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    t = np.sort(rng.uniform(60, 160, n))  # days after 2018-04-01: covers every fold
+    amount = rng.gamma(2, 30, n)
+    fraud = (amount > 150) | (rng.random(n) < 0.01)
+    df = pl.DataFrame(
+        {
+            "TRANSACTION_ID": np.arange(n),
+            "TX_DATETIME": [T0 + timedelta(days=float(x)) for x in t],
+            "CUSTOMER_ID": rng.integers(0, 40, n),
+            "TERMINAL_ID": rng.integers(0, 20, n),
+            "TX_AMOUNT": amount,
+            "TX_FRAUD": fraud.astype(np.int8),
+        }
+    )
+    path = tmp_path / "tx.parquet"
+    df.write_parquet(path)
+    return path
+
+
+def test_benchmark_runs_the_protocol_and_writes_the_table(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.benchmark import run_handbook_benchmark
+
+    md = tmp_path / "handbook.md"
+    result = run_handbook_benchmark(
+        synthetic_file(tmp_path),
+        ["logreg", "gbt"],
+        seeds=[0],
+        config_path=tmp_path / "none.json",
+        out_md=md,
+        progress=False,
+    )
+    assert set(result["models"]) == {"logreg", "gbt"}
+    assert len(result["folds"]) == 4 * 2
+    assert {f["fold"] for f in result["folds"]} == {"2018-08-15", "2018-08-08", "2018-08-01", "2018-07-25"}
+    mean, std = result["models"]["gbt"]["average_precision"]
+    assert 0.5 < mean <= 1.0 and std >= 0.0  # amount > 150 is an easy rule to learn
+    text = md.read_text()
+    assert "fraudseq benchmark handbook --models logreg gbt" in text and "XGBoost" in text
+
+
+def test_benchmark_rejects_unknown_models() -> None:
+    from pipeline.benchmark import resolve_models
+    from pipeline.errors import UsageError
+
+    assert resolve_models(["all"]) == ["logreg", "gbt", "rnn", "gru", "lstm", "bilstm"]
+    assert resolve_models(["bilstm", "gbt"]) == ["gbt", "bilstm"]
+    with pytest.raises(UsageError):
+        resolve_models(["xgboost"])
+
+
+def test_summary_is_mean_and_std_over_folds_and_seeds() -> None:
+    from pipeline.benchmark import summarise, wins_over
+
+    rows = [
+        {"model": m, "fold": f, "seed": s, "auc_roc": v, "average_precision": v, "card_precision_at_100": v}
+        for m, base in (("gbt", 0.5), ("bilstm", 0.6))
+        for f in ("a", "b")
+        for s, v in ((0, base), (1, base + (0.2 if f == "a" else -0.4)))
+    ]
+    summary = summarise(rows)
+    assert summary["gbt"]["average_precision"] == [
+        pytest.approx(0.45),
+        pytest.approx(float(np.std([0.5, 0.7, 0.5, 0.1])), abs=1e-4),
+    ]
+    assert wins_over(rows, "bilstm") == "2/2"
