@@ -80,12 +80,18 @@ def reasons_json(
     median_amount: float | None,
     top: int = 3,
 ) -> str:
-    """JSON list of up to ``top`` {event_id, kind, text, weight} for one alert, biggest first."""
-    order = np.argsort(-weights, kind="stable")
+    """JSON list of up to ``top`` {event_id, kind, text, weight} for one alert, biggest first.
+
+    Events whose removal raises the score are not reasons. When no event's removal lowers
+    it (the whole window, not one event, drives the score) the single most influential
+    event is still named, with its weight, so that every alert carries at least one reason.
+    """
+    real = window_rows >= 0
+    order = [int(p) for p in np.argsort(-weights, kind="stable") if real[p]]
     target = events.row(int(window_rows[-1]), named=True)
     out = []
-    for p in order[:top]:
-        if weights[p] <= 0 or window_rows[p] < 0:
+    for rank, p in enumerate(order[:top]):
+        if rank > 0 and weights[p] <= 0:
             break
         event = events.row(int(window_rows[p]), named=True)
         kind, text = describe_event(event, target, median_amount)
