@@ -37,6 +37,7 @@ def _isolated_environment() -> Iterator[None]:
     """
     saved = dict(os.environ)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
     yield
     os.environ.clear()
     os.environ.update(saved)
