@@ -277,6 +277,17 @@ def _setup_logging(rank: int) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _report_error(report_dir: Path | None, rank: int, exc: FraudseqError) -> int:
+    """Leave a user error where the launcher finds it (it becomes the CLI's one line); its exit code."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if report_dir is not None:
+        (report_dir / f"error-{rank}.json").write_text(
+            json.dumps({"message": message, "exit_code": exc.exit_code})
+        )
+    print(f"fraudseq: error: [rank {rank}] {message}", file=sys.stderr)
+    return exc.exit_code
+
+
 def run_rank(argv: list[str] | None = None) -> int:
     """Join the torchrun job, train, and (rank 0) log, register and gate."""
     import torch
@@ -285,9 +296,15 @@ def run_rank(argv: list[str] | None = None) -> int:
     from pipeline.train import TrainOptions, train_model
 
     args = _parse_args(argv)
+    if "RANK" not in os.environ:
+        print("pipeline.ddp: error: start it with torchrun (or fraudseq train --nproc N)", file=sys.stderr)
+        return 2
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     _setup_logging(rank)
+    if torch.cuda.is_available() and local_rank >= torch.cuda.device_count():
+        gpus = torch.cuda.device_count()
+        return _report_error(args.report_dir, rank, UsageError(f"--nproc: more ranks than the {gpus} GPU(s)"))
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -309,13 +326,7 @@ def run_rank(argv: list[str] | None = None) -> int:
             replicas=replicas,
         )
     except FraudseqError as exc:
-        if args.report_dir is not None:
-            error = {"message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
-            (args.report_dir / f"error-{rank}.json").write_text(
-                json.dumps({**error, "exit_code": exc.exit_code})
-            )
-        print(f"fraudseq: error: [rank {rank}] {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _report_error(args.report_dir, rank, exc)
     finally:
         dist.destroy_process_group()
     if replicas.is_main:
