@@ -8,6 +8,9 @@ scores database (`transaction_scores`, `customer_daily_risk`, `fraud_labels`).
   validated yet fails the task, which retries).
 - The champion is resolved to a version number once, at the start of the run.
 - Day: the `date` param, else the UTC day before the logical date; `start`/`end` map a range.
+- Each day gets `$FRAUDSEQ_HOME/reports/<day>.html` (also in MLflow, `fraudseq-reports`).
+- PSI above `FRAUDSEQ_DRIFT_THRESHOLD` logs a warning and emits the `fraudseq_drift` asset,
+  which triggers `fraudseq_train`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+DRIFT = Asset(name="fraudseq_drift", uri="file:///fraudseq/drift")
 
 
 @dag(
@@ -63,7 +68,16 @@ def fraudseq_score() -> None:
 
         return score_day(Settings(), date.fromisoformat(day), pinned=(pinned[0], pinned[1]))
 
-    score.partial(pinned=pin_model()).expand(day=days())
+    @task(outlets=[DRIFT])
+    def announce_drift(results: list[dict]) -> list[str]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        drifted = [r["date"] for r in results if r.get("drifted")]
+        if not drifted:
+            raise AirflowSkipException("no PSI above the drift threshold")
+        return drifted
+
+    announce_drift(score.partial(pinned=pin_model()).expand(day=days()))
 
 
 fraudseq_score()

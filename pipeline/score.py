@@ -29,7 +29,7 @@ def score_events(
     bundle: ModelBundle, data: EventData, day: date, budget: int, model_name: str, model_version: str
 ) -> pl.DataFrame:
     """The ``transaction_scores`` rows of ``day``: one per kept transaction."""
-    from pipeline.reasons import occlusion_weights, reasons_json
+    from pipeline.reasons import explain_alerts
 
     rows = data.transaction_rows(day, day)
     windows, lengths = gather_windows(data.matrix, data.starts, rows, bundle.window)
@@ -39,14 +39,11 @@ def score_events(
 
     reasons = ["[]"] * len(rows)
     alert_idx = np.flatnonzero(alerts)
-    if len(alert_idx):
-        weights = occlusion_weights(windows[alert_idx], lengths[alert_idx], bundle.predict_proba)
-        offsets = np.arange(-bundle.window + 1, 1)
-        medians = _customer_median_amounts(data, rows[alert_idx])
-        for k, i in enumerate(alert_idx):
-            window_rows = rows[i] + offsets
-            window_rows = np.where(np.arange(bundle.window) >= bundle.window - lengths[i], window_rows, -1)
-            reasons[i] = reasons_json(data.events, window_rows, weights[k], medians[k])
+    explained = explain_alerts(
+        data, rows[alert_idx], windows[alert_idx], lengths[alert_idx], bundle.predict_proba
+    )
+    for i, text in zip(alert_idx, explained, strict=True):
+        reasons[i] = text
     return tx.select(
         "event_id",
         "customer_id",
@@ -62,18 +59,6 @@ def score_events(
     )
 
 
-def _customer_median_amounts(data: EventData, rows: np.ndarray) -> list[float | None]:
-    """Median of each row's customer's earlier transaction amounts (for reason texts)."""
-    out: list[float | None] = []
-    amounts = data.events["amount"].to_numpy()
-    source = data.events["source"].to_numpy()
-    for r in rows:
-        s = data.starts[r]
-        prev = amounts[s:r][source[s:r] == 1]
-        out.append(float(np.median(prev)) if len(prev) else None)
-    return out
-
-
 def score_day(
     settings: Settings, day: date, model_uri: str | None = None, pinned: tuple[str, str] | None = None
 ) -> dict[str, Any]:
@@ -84,6 +69,7 @@ def score_day(
     """
     from pipeline import db
     from pipeline.registry import load_bundle, resolve_version, use_tracking
+    from pipeline.report import post_score
     from pipeline.sequences import read_labels
 
     use_tracking(settings.tracking_uri)
@@ -110,4 +96,5 @@ def score_day(
         "n_transactions": scores.height,
         "n_alerts": n_alerts,
         "max_risk_score": float(scores["risk_score"].max() or 0.0) if scores.height else 0.0,  # type: ignore[arg-type]
+        **post_score(settings, day, bundle, scores, data.matrix[data.transaction_rows(day, day)]),
     }
