@@ -250,7 +250,8 @@ _TEMPLATE = """<!doctype html>
 <h2>Drift</h2>
 {% if drift is none %}<p class="warn">No drift reference in this model version.</p>
 {% elif drift.drifted %}<p class="warn" id="drift-warning">Drift warning: PSI above {{ drift.threshold }} for
- {{ drift.drifted|join(", ") }}. Check the input feeds; the weekly training DAG is triggered (still gated).</p>
+ {{ drift.drifted|join(", ") }}. Check the input feeds. Under Airflow this emits <code>fraudseq_drift</code>, which triggers
+ <code>fraudseq_train</code> (the gate still decides).</p>
 {% else %}<p class="ok">No drift: every PSI is at most {{ drift.threshold }}.</p>{% endif %}
 {% if drift is not none %}
 <table id="drift"><tr><th>column</th><th>PSI</th><th></th></tr>

@@ -140,7 +140,10 @@ def test_mlflow_server_serves_a_logged_run(tmp_path) -> None:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--workers",
+                "1",
             ],
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no background job runners
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
