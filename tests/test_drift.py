@@ -128,3 +128,37 @@ def test_score_dag_emits_the_drift_asset_and_train_dag_is_scheduled_on_it() -> N
     assert type(condition).__name__ == "AssetAny"  # either asset triggers a run, not only both
     assert {a.name for a in condition.objects} == {"fraudseq_drift", "fraudseq_labels"}
     assert train.timetable.timetable.expression == "0 4 * * 1"  # and the weekly cron still runs
+
+
+@pytest.mark.slow
+def test_score_dag_run_on_a_drifted_day_emits_the_asset(home_copy, small_zone, tmp_path, monkeypatch) -> None:
+    """Through Airflow: the drifted day's run succeeds, and announce_drift emits fraudseq_drift."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from pipeline.config import Settings
+    from pipeline.demo import prepare_airflow, run_dag
+    from pipeline.validate import validate_day
+
+    landing = tmp_path / "landing"
+    shutil.copytree(small_zone, landing)
+    use_home(monkeypatch, home_copy, landing)
+    part = next((landing / "transactions" / f"date={DAY}").glob("*.parquet"))
+    pl.read_parquet(part).with_columns(pl.col("amount") * 100).write_parquet(part)
+    validate_day(Settings(), DAY)
+    prepare_airflow(Settings())
+
+    def drift_events() -> int:
+        with create_session() as session:
+            asset = session.scalar(select(AssetModel).where(AssetModel.name == "fraudseq_drift"))
+            if asset is None:
+                return 0
+            return len(session.scalars(select(AssetEvent).where(AssetEvent.asset_id == asset.id)).all())
+
+    before = drift_events()
+    run_dag("fraudseq_score", {"date": str(DAY - timedelta(days=1))})  # a normal day: skipped, no event
+    assert drift_events() == before
+    run_dag("fraudseq_score", {"date": str(DAY)})
+    assert drift_events() == before + 1
+    assert (Settings().reports_dir / f"{DAY}.html").is_file()
