@@ -119,25 +119,30 @@ def describe_event(event: dict, target: dict, median_amount: float | None) -> tu
     amount = float(event["amount"] or 0.0)
     words = _CHANNEL_WORDS.get(event["channel"], f"{event['channel']} payment")
     text = f"{'this ' if is_target else ''}{words} of {amount:,.2f} {event.get('currency') or ''}".rstrip()
+    if not flags:
+        text += place
     if median_amount and median_amount > 0 and amount >= 3 * median_amount:
         text += f", amount {amount / median_amount:.0f}× this customer's median"
     if event.get("new_merchant"):
         text += ", to a new " + ("payee" if event["channel"] == "transfer" else "merchant")
     if flags:
         text += f", from {' and '.join(flags)}"
-    elif not event.get("new_merchant"):
-        text += place
     return f"tx_{event['channel']}", f"{text}{when}"
 
 
-def _session_text(members: list[dict]) -> str:
-    """', after 2 login failures and a profile change' for the other events of a session."""
-    others: dict[str, int] = {}
+def _session_text(members: list[dict], rep_kind: str) -> str:
+    """', in a session with 2 login failures and a profile change' for the other events of a session."""
+    counts: dict[str, int] = {}
     for m in members:
-        others[m["kind"]] = others.get(m["kind"], 0) + 1
-    parts = [
-        f"{n} {k.replace('_', ' ')}s" if n > 1 else f"a {k.replace('_', ' ')}" for k, n in others.items()
-    ]
+        counts[m["kind"]] = counts.get(m["kind"], 0) + 1
+    parts = []
+    for kind, n in counts.items():
+        words = kind.replace("_", " ")
+        if n > 1:
+            plural = words + ("es" if words.endswith("s") else "s")
+            parts.append(f"{n} {'more ' if kind == rep_kind else ''}{plural}")
+        else:
+            parts.append(f"{'another' if kind == rep_kind else 'a'} {words}")
     return f", in a session with {' and '.join(parts)}" if parts else ""
 
 
@@ -175,7 +180,7 @@ def reasons_json(
                 (m.get("new_country") or 0) for m in members if m.get("country") == rep.get("country")
             )
         kind, text = describe_event(merged, target, median_amount)
-        text += _session_text([m for m in members if m is not rep])
+        text += _session_text([m for m in members if m is not rep], rep["kind"])
         out.append({"event_id": rep["event_id"], "kind": kind, "text": text, "weight": round(weight, 4)})
     return json.dumps(out, ensure_ascii=False)
 

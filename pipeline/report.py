@@ -232,6 +232,7 @@ _TEMPLATE = """<!doctype html>
  table { border-collapse: collapse; margin: .5em 0 1em; font-size: 13px; }
  th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; }
  th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+ td.over { background: #f8d7da; font-weight: bold; }
  .warn { background: #fff3cd; border: 1px solid #e0a800; padding: .6em; }
  .ok { background: #e8f5e9; border: 1px solid #81c784; padding: .6em; }
  tr.alert td { font-weight: bold; } tr.reason td { background: #fdecea; }
@@ -254,10 +255,12 @@ _TEMPLATE = """<!doctype html>
  <code>fraudseq_train</code> (the gate still decides).</p>
 {% else %}<p class="ok">No drift: every PSI is at most {{ drift.threshold }}.</p>{% endif %}
 {% if drift is not none %}
-<table id="drift"><tr><th>column</th><th>PSI</th><th></th></tr>
-{% for name, value in drift_rows %}<tr><td>{{ name }}</td><td class="num">{{ "%.3f"|format(value) }}</td>
-<td>{{ "above threshold" if value > drift.threshold else "" }}</td></tr>{% endfor %}
-</table>{% endif %}
+<table id="drift"><tr>{% for _ in range(3) %}<th>column</th><th>PSI</th>{% endfor %}</tr>
+{% for row in drift_rows|batch(3) %}<tr>{% for name, value in row %}<td>{{ name }}</td>
+<td class="num{{ ' over' if value > drift.threshold else '' }}">{{ "%.3f"|format(value) }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<p>PSI of the day against 10 quantile bins fixed on the training window; sorted, worst first;
+ red above {{ drift.threshold }}.</p>{% endif %}
 
 <h2>Score distribution</h2>
 <img alt="score distribution" src="data:image/png;base64,{{ hist_png }}">

@@ -67,6 +67,20 @@ def test_sessions_group_same_device_account_events_close_in_time() -> None:
     assert session_groups(events, rows).tolist() == [[-1, 0, 0, 0, 1, 2, 3, 4]]
 
 
+def test_session_text_counts_the_other_events() -> None:
+    from pipeline.reasons import _session_text
+
+    kinds = ["login_failure", "login_failure", "profile_change", "login_success"]
+    assert (
+        _session_text([{"kind": k} for k in kinds], "login_success")
+        == ", in a session with 2 login failures and a profile change and another login success"
+    )
+    assert _session_text([{"kind": "login_success"}] * 2, "login_success") == (
+        ", in a session with 2 more login successes"
+    )
+    assert _session_text([], "login_success") == ""
+
+
 def test_reason_sentences_are_readable() -> None:
     t = datetime(2026, 1, 29, 10, 6, tzinfo=timezone.utc)
     target = {"event_id": "t9", "event_time": t}
@@ -95,7 +109,7 @@ def test_reason_sentences_are_readable() -> None:
     }
     kind, text = describe_event(transfer, target, 100.0)
     assert kind == "tx_transfer"
-    assert "amount 14× this customer's median" in text and "to a new payee" in text
+    assert text == ("this transfer of 1,400.00 EUR in RO, amount 14× this customer's median, to a new payee")
 
 
 # ---------------------------------------------------------------- a scripted account takeover
