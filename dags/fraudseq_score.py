@@ -13,6 +13,9 @@ scores database (`transaction_scores`, `customer_daily_risk`, `fraud_labels`).
   different workers. Shards write logits to `FRAUDSEQ_SHARED_URL`; one `finalise` per day
   ranks and alerts over all shards and commits the day in one transaction. XCom carries
   only paths and counts.
+- Each day gets `$FRAUDSEQ_HOME/reports/<day>.html` (also in MLflow, `fraudseq-reports`).
+- PSI above `FRAUDSEQ_DRIFT_THRESHOLD` logs a warning and emits the `fraudseq_drift` asset,
+  which triggers `fraudseq_train`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+DRIFT = Asset(name="fraudseq_drift", uri="file:///fraudseq/drift")
 
 
 @dag(
@@ -92,7 +97,18 @@ def fraudseq_score() -> None:
     day_list = days()
     shard_list = shards()
     outputs = score_shard.partial(pinned=pinned, n_shards=shard_list).expand(day=day_list, shard=shard_list)
-    finalise.partial(pinned=pinned, n_shards=shard_list, outputs=outputs).expand(day=day_list)
+    finalised = finalise.partial(pinned=pinned, n_shards=shard_list, outputs=outputs).expand(day=day_list)
+
+    @task(outlets=[DRIFT])
+    def announce_drift(results: list[dict]) -> list[str]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        drifted = [r["date"] for r in results if r.get("drifted")]
+        if not drifted:
+            raise AirflowSkipException("no PSI above the drift threshold")
+        return drifted
+
+    announce_drift(finalised)
 
 
 fraudseq_score()

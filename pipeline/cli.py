@@ -207,12 +207,10 @@ def backfill(
 
 @app.command()
 def status(as_json: Json = False) -> None:
-    """Champion version, last validated and scored days, latest alert count."""
-    from pipeline.status import pipeline_status
+    """Champion version, last validated and scored days, latest alert count, drift."""
+    from pipeline.status import format_status, pipeline_status
 
-    _run(
-        as_json, lambda: pipeline_status(_settings()), lambda r: "\n".join(f"{k}: {v}" for k, v in r.items())
-    )
+    _run(as_json, lambda: pipeline_status(_settings()), format_status)
 
 
 @app.command()

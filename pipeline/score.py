@@ -59,31 +59,12 @@ def score_events(
 
 def alert_reasons(bundle: ModelBundle, data: EventData, rows: np.ndarray) -> list[str]:
     """Reasons JSON (occlusion over the window) for the transactions at event rows ``rows``."""
-    from pipeline.reasons import occlusion_weights, reasons_json
+    from pipeline.reasons import explain_alerts
 
     if not len(rows):
         return []
     windows, lengths = gather_windows(data.matrix, data.starts, rows, bundle.window)
-    weights = occlusion_weights(windows, lengths, bundle.predict_proba)
-    offsets = np.arange(-bundle.window + 1, 1)
-    medians = _customer_median_amounts(data, rows)
-    out = []
-    for k, r in enumerate(rows.tolist()):
-        window_rows = np.where(np.arange(bundle.window) >= bundle.window - lengths[k], r + offsets, -1)
-        out.append(reasons_json(data.events, window_rows, weights[k], medians[k]))
-    return out
-
-
-def _customer_median_amounts(data: EventData, rows: np.ndarray) -> list[float | None]:
-    """Median of each row's customer's earlier transaction amounts (for reason texts)."""
-    out: list[float | None] = []
-    amounts = data.events["amount"].to_numpy()
-    source = data.events["source"].to_numpy()
-    for r in rows:
-        s = data.starts[r]
-        prev = amounts[s:r][source[s:r] == 1]
-        out.append(float(np.median(prev)) if len(prev) else None)
-    return out
+    return explain_alerts(data, rows, windows, lengths, bundle.predict_proba)
 
 
 def score_day(

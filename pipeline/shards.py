@@ -94,6 +94,9 @@ def write_atomic(frame: pl.DataFrame, url: str) -> None:
             fs.rm(tmp)
 
 
+FEATURES = "features"  # optional column of shard outputs: the transaction's raw feature row
+
+
 def read_shard(url: str) -> pl.DataFrame:
     import fsspec
 
@@ -105,7 +108,14 @@ def read_shard(url: str) -> pl.DataFrame:
     missing = set(SHARD_SCHEMA) - set(frame.columns)
     if missing:
         raise MissingInputError(f"shard output {url} lacks column(s) {sorted(missing)}")
-    return frame.select(list(SHARD_SCHEMA))
+    return frame.select([*SHARD_SCHEMA, *([FEATURES] if FEATURES in frame.columns else [])])
+
+
+def day_features(tx: pl.DataFrame, n_features: int) -> np.ndarray:
+    """(n, F) raw feature rows of the finalised transactions (empty shards carry none)."""
+    if FEATURES not in tx.columns or tx.height == 0:
+        return np.zeros((0, n_features), dtype=np.float32)
+    return np.asarray(tx[FEATURES].to_numpy(), dtype=np.float32).reshape(tx.height, n_features)
 
 
 def _pinned_bundle(settings: Settings, pinned: tuple[str, str], bundle: ModelBundle | None) -> ModelBundle:
@@ -141,6 +151,8 @@ def shard_logits(
         "customer_id",
         pl.col("event_time").dt.replace_time_zone(None),
         pl.Series("logit", np.asarray(logits, dtype=np.float64)),
+        # raw feature rows of the day's transactions, for the drift check in finalise_day
+        pl.Series(FEATURES, np.ascontiguousarray(data.matrix[rows], dtype=np.float32)),
     )
 
 
@@ -190,6 +202,7 @@ def finalise_day(
 ) -> dict[str, Any]:
     """Calibrate, rank and alert over all shards of ``day``, explain alerts, commit the day once."""
     from pipeline import db
+    from pipeline.report import post_score
     from pipeline.score import alert_reasons, rank_and_alert
     from pipeline.sequences import load_events, read_labels
 
@@ -198,7 +211,8 @@ def finalise_day(
     if paths is not None and sorted(paths) != sorted(expected):
         raise MissingInputError(f"expected the {n_shards} shard outputs of {day}, got {len(paths)} path(s)")
     frames = [read_shard(url) for url in expected]
-    tx = pl.concat(frames, how="vertical").sort(["customer_id", "event_time", "event_id"])
+    frames = [f for f in frames if f.height] or frames[:1]  # empty shards carry no feature column
+    tx = pl.concat(frames, how="diagonal").sort(["customer_id", "event_time", "event_id"])
     if tx["event_id"].n_unique() != tx.height:
         raise MissingInputError(f"shard outputs of {day} overlap: an event was scored by two shards")
     days = _days(settings, day, days)
@@ -259,6 +273,7 @@ def finalise_day(
         "n_alerts": n_alerts,
         "max_risk_score": float(probs.max()) if scores.height else 0.0,
         "n_shards": n_shards,
+        **post_score(settings, day, bundle, scores, day_features(tx, len(bundle.normaliser.feature_names))),
     }
 
 

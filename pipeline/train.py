@@ -252,6 +252,7 @@ def train_model(
     fitted = fit_bundle(data, ex, settings.window, opts, seed, progress, replicas)
     if replicas is not None and not replicas.settle(fitted.bundle.net):
         return {"rank": replicas.rank, "metrics": fitted.metrics}
+    fitted.bundle.drift_reference = drift_reference(data, train_start, train_end, fitted.val_probs)
     bundle, metrics, y_va = fitted.bundle, fitted.metrics, fitted.y_val
     model_cfg, fit_cfg, y_tr, x_va = fitted.model_config, fitted.fit_config, fitted.y_train, fitted.x_val
     W = settings.window
@@ -296,7 +297,9 @@ def train_model(
                 {f"epoch_{k}": float(v) for k, v in h.items() if k != "epoch"}, step=int(h["epoch"])
             )
         model_uri = log_bundle(bundle, x_va[: min(len(x_va), 8)], Path(tmp))
-        card = model_card(name, params, metrics, reason, champ, days, run.info.run_id)
+        card = model_card(
+            name, params, metrics, reason, champ, days, run.info.run_id, bundle.normaliser.to_dict()
+        )
         mlflow.log_text(card, "model_card.md")
         tags = {
             "train_window": f"{train_start}..{train_end}",
@@ -304,6 +307,7 @@ def train_model(
             "features": ",".join(FEATURE_NAMES),
             "gate": reason,
             "partitions": f"{days[0]}..{days[-1]} ({len(days)} days)",
+            "normaliser": f"standardise {sum(1 for v in bundle.normaliser.std if v != 1.0)} continuous features",
         }
         version = register(model_uri, name, run.info.run_id, tags=tags, description=card)
         mlflow.set_tag("registered_version", version)
@@ -320,16 +324,40 @@ def train_model(
     }
 
 
+def drift_reference(data: EventData, train_start: date, train_end: date, val_probs: np.ndarray) -> dict:
+    """PSI bins of the training window's transaction features and of the validation scores."""
+    from pipeline.drift import build_reference
+
+    rows = data.transaction_rows(train_start, train_end)
+    return build_reference(data.matrix[rows], FEATURE_NAMES, val_probs)
+
+
 def model_card(
-    name: str, params: dict, metrics: dict, gate: str, champion: str | None, days: list[date], run_id: str
+    name: str,
+    params: dict,
+    metrics: dict,
+    gate: str,
+    champion: str | None,
+    days: list[date],
+    run_id: str,
+    normaliser: dict | None = None,
 ) -> str:
-    """A markdown model card: training window, volumes, features, metrics, gate and lineage."""
+    """A markdown model card: training window, volumes, features, normaliser, metrics, gate and lineage."""
+    n_ex = params["n_train"] + params["n_val"]
+    n_fraud = params["n_train_fraud"] + params["n_val_fraud"]
+    norm = normaliser or {"feature_names": list(FEATURE_NAMES), "mean": [], "std": []}
+    scaled = [
+        f"| {f} | {m:.4g} | {s:.4g} |"
+        for f, m, s in zip(norm["feature_names"], norm["mean"], norm["std"], strict=False)
+        if (m, s) != (0.0, 1.0)
+    ]
     lines = [
         f"# {name}",
         "",
         f"Trained on {params['train_start']}..{params['train_end']}; validated on {params['val_start']}..{params['val_end']}.",
         f"Training windows: {params['n_train']} ({params['n_train_fraud']} fraud); "
         f"validation: {params['n_val']} ({params['n_val_fraud']} fraud).",
+        f"Fraud rate: {n_fraud / max(n_ex, 1):.4%} of {n_ex} labelled or matured transactions.",
         "",
         "## Validation metrics",
         *[f"- {k}: {v:.4f}" for k, v in metrics.items()],
@@ -337,6 +365,14 @@ def model_card(
         f"## Gate\n{gate} (previous champion: {champion or 'none'})",
         "",
         f"## Features ({len(FEATURE_NAMES)})\n{', '.join(FEATURE_NAMES)}",
+        "",
+        "## Normaliser",
+        "Standardisation (x - mean) / std fitted on the training period before the validation window;"
+        " flags, one-hots and cyclic features pass through unchanged.",
+        "",
+        "| feature | mean | std |",
+        "|---|---|---|",
+        *scaled,
         "",
         f"## Lineage\n- MLflow run: {run_id}\n- partitions: {days[0]}..{days[-1]} ({len(days)} validated days)",
         "",
