@@ -82,7 +82,7 @@ def score_day(
     ``pinned`` is a (name, version) already resolved by the caller (a DAG run resolves the
     champion once at its start); otherwise ``model_uri`` or the champion is resolved here, once.
     """
-    from pipeline import db
+    from pipeline import db, faults
     from pipeline.registry import load_bundle, resolve_version, use_tracking
     from pipeline.sequences import read_labels
 
@@ -98,6 +98,7 @@ def score_day(
     try:
         db.init_schema(engine)
         db.write_scored_day(engine, scores, risk, day, version)
+        faults.checkpoint("score.labels")
         db.upsert_labels(engine, read_labels(settings, None))
     finally:
         engine.dispose()

@@ -96,6 +96,13 @@ def truncated_parquet(landing: Path) -> None:
     path.write_bytes(path.read_bytes()[:-40])
 
 
+def symlink_outside(landing: Path) -> None:
+    """A well-formed CSV outside the landing folder, linked into the day's partition."""
+    outside = landing.parent / "outside.csv"
+    outside.write_text(csv_text([tx("outside")], BASE_COLUMNS))
+    (folder(landing, "transactions") / "escape.csv").symlink_to(outside)
+
+
 def csv_text(rows: list[dict[str, str]], columns: list[str]) -> str:
     lines = [",".join(columns)] + [",".join(r[c] for c in columns) for r in rows]
     return "\n".join(lines) + "\n"
@@ -420,6 +427,13 @@ CASES = [
         "unreadable CSV",
         T,
         bytes_to(T, "ragged.csv", (csv_text([tx("r")], BASE_COLUMNS) + "a,b,c,d,e,f,g,h,i,j,k,l\n").encode()),
+    ),
+    Case(
+        "symlink to a file outside the landing folder",
+        "day fails",
+        "resolves outside the landing folder",
+        T,
+        symlink_outside,
     ),
     Case(
         "file that is neither Parquet nor CSV",
