@@ -39,6 +39,7 @@ from features.landing import (
     partition_dir,
     partition_files,
     quarantine_schema,
+    read_landing_file,
     read_partition,
     validated_schema,
     with_optional_columns,
@@ -298,16 +299,49 @@ def validate_log(raw: pl.DataFrame, log: str, day: date, known_ids: pl.Series | 
     return LogOutcome(rows_in=raw.height, kept=kept, quarantined=quarantined)
 
 
-def known_transaction_ids(settings: Settings, day: date, labels: pl.DataFrame, today: pl.Series) -> pl.Series:
-    """Which labelled event_ids are validated transactions of ``day`` or any validated day before it."""
-    wanted = labels["event_id"].drop_nulls().unique()
-    root = settings.validated_dir
-    earlier = [_final(root, "transactions", d) / PART_FILE for d in validated_days(settings) if d < day]
-    found = [today.filter(today.is_in(wanted.implode()))]
-    if earlier and wanted.len():
-        scan = pl.scan_parquet(earlier).select("event_id").filter(pl.col("event_id").is_in(wanted.implode()))
-        found.append(scan.unique().collect()["event_id"])
+def known_transaction_ids(
+    settings: Settings, day: date, labels: pl.DataFrame, today: pl.Series, landing: Path
+) -> pl.Series:
+    """Which labelled event_ids belong to a transaction landed on ``day`` or an earlier day.
+
+    Kept and quarantined transactions count alike (both were landed), so the answer does not
+    depend on the order days are validated in: an earlier day already validated is read from
+    its validated and quarantine partitions (together exactly its landed rows), one not
+    validated yet (a range mapped in parallel, say) from its landing files. ``today`` holds
+    the event_ids landed on ``day``.
+    """
+    wanted = labels["event_id"].drop_nulls().unique().implode()
+    found = [today.drop_nulls().filter(today.drop_nulls().is_in(wanted))]
+    if not labels.height:
+        return pl.concat(found).unique()
+    done = {d for d in validated_days(settings) if d < day}
+    outputs = [_final(root, "transactions", d) / PART_FILE for d in sorted(done) for root in
+               (settings.validated_dir, settings.quarantine_dir)]  # fmt: skip
+    scans = [pl.scan_parquet(p).select(pl.col("event_id").cast(pl.String)) for p in outputs if p.is_file()]
+    if scans:
+        found.append(pl.concat(scans).filter(pl.col("event_id").is_in(wanted)).unique().collect()["event_id"])
+    for earlier in _landed_days(landing, "transactions"):
+        if earlier >= day or earlier in done:
+            continue
+        for path in partition_files(partition_dir(landing, "transactions", earlier)):
+            try:
+                frame = read_landing_file(path, SCHEMAS["transactions"])
+            except LandingFileError:
+                continue  # that file fails its own day, not this one
+            if "event_id" in frame.columns:
+                ids = frame["event_id"].drop_nulls()
+                found.append(ids.filter(ids.is_in(wanted)))
     return pl.concat(found).unique()
+
+
+def _landed_days(landing: Path, log: str) -> list[date]:
+    folder = landing / log
+    days = []
+    for partition in folder.iterdir() if folder.is_dir() else ():
+        match = re.fullmatch(r"date=(\d{4}-\d{2}-\d{2})", partition.name)
+        if match:
+            days.append(date.fromisoformat(match.group(1)))
+    return sorted(days)
 
 
 # ---------------------------------------------------------------- atomic output
@@ -528,8 +562,8 @@ def validate_day(settings: Settings, day: date, landing: Path | None = None) -> 
         error.report = report  # type: ignore[attr-defined]
         raise error from defect
     outcomes = {log: validate_log(raw[log], log, day) for log in ("transactions", "logins")}
-    today = outcomes["transactions"].kept["event_id"]
-    known = known_transaction_ids(settings, day, raw["labels"], today)
+    landed_today = raw["transactions"]["event_id"].cast(pl.String)
+    known = known_transaction_ids(settings, day, raw["labels"], landed_today, landing)
     outcomes["labels"] = validate_log(raw["labels"], "labels", day, known)
     logs = {log: outcomes[log].counts() for log in LOGS}
     report = _report(day, logs, None, warnings, data_docs_dir(settings, day))
