@@ -201,7 +201,7 @@ def finalise_day(
     days: list[date] | None = None,
 ) -> dict[str, Any]:
     """Calibrate, rank and alert over all shards of ``day``, explain alerts, commit the day once."""
-    from pipeline import db
+    from pipeline import db, faults
     from pipeline.report import post_score
     from pipeline.score import alert_reasons, rank_and_alert
     from pipeline.sequences import load_events, read_labels
@@ -252,6 +252,7 @@ def finalise_day(
     try:
         db.init_schema(engine)
         db.write_scored_day(engine, scores, risk, day, version)
+        faults.checkpoint("score.labels")
         db.upsert_labels(engine, read_labels(settings, None))
     finally:
         engine.dispose()
