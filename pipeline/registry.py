@@ -38,18 +38,24 @@ class ModelBundle:
     window: int
 
     def logits(self, windows: np.ndarray, lengths: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Raw logits for windows of raw (un-normalised) features."""
-        from pipeline.fit import predict_logits
+        """Raw logits for windows of raw (un-normalised) features.
 
-        x = self.normalise_windows(windows, lengths)
-        return predict_logits(self.net, x, lengths, batch_size=batch_size)
+        Each length bucket is cut, copied and scaled on its own (``predict_logits``'s ``transform``),
+        so no second (N, W, F) array is made; on a GPU (``pipeline.fit.pick_device``) the
+        forward pass runs there, in bf16 autocast only when ``FRAUDSEQ_SCORE_AMP=1``.
+        """
+        from pipeline.fit import pick_device, predict_logits, score_amp
+
+        def scale(x: np.ndarray, lens: np.ndarray) -> np.ndarray:
+            return self.normaliser.transform_windows(x, lens, inplace=True)
+
+        device = pick_device()
+        return predict_logits(
+            self.net, windows, lengths, batch_size=batch_size, device=device, amp=score_amp(), transform=scale
+        )
 
     def normalise_windows(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        n, w, f = windows.shape
-        x = self.normaliser.transform(windows.reshape(n * w, f)).reshape(n, w, f)
-        pad = np.arange(w)[None, :] < (w - lengths)[:, None]  # (N, W): left padding
-        x[pad] = 0.0
-        return x
+        return self.normaliser.transform_windows(windows, lengths)
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
         from pipeline.calibration import calibrator_from_dict
