@@ -160,7 +160,14 @@ def length_bucketed_batches(
     n = len(lengths)
     if rng is None:
         order = np.argsort(lengths, kind="stable")
-        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        # whole-length windows get batches of their own: with no padding in a batch the model
+        # skips its masked pooling (``Layouts.full``), and most scoring windows are whole
+        cut = int(np.searchsorted(lengths[order], lengths.max(), side="left")) if n else 0
+        return [
+            part[i : i + batch_size]
+            for part in (order[:cut], order[cut:])
+            for i in range(0, len(part), batch_size)
+        ]
     order = rng.permutation(n)
     chunk = batch_size * chunk_batches
     batches: list[np.ndarray] = []
