@@ -53,7 +53,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "zone_customers": 6_000,
         "zone_days": 31,
         "validation_days": 7,
-        "train_windows": 20_000,
+        "train_windows": 10_000,
         "model_windows": 32_768,
         "model_batch": 16_384,
         "daily_customers": 30_000,
@@ -109,9 +109,27 @@ def main(argv: list[str] | None = None) -> int:
         ),
         help="libpq DSN of a server where the PostgreSQL row may create and drop a fresh database",
     )
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="a --json file of an earlier run to compare rows with"
+    )
+    parser.add_argument(
+        "--notes", type=Path, default=None, help="a markdown file whose text is added to the report"
+    )
+    parser.add_argument(
+        "--render-only", type=Path, default=None, help="rewrite --out from a --json file of a finished run"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=INT", help="override one size")
     args = parser.parse_args(argv)
 
+    baseline = json.loads(args.baseline.read_text())["rows"] if args.baseline else None
+    notes = args.notes.read_text() if args.notes else ""
+    if args.render_only:
+        done = json.loads(args.render_only.read_text())
+        args.out.write_text(
+            render_markdown(done["rows"], done["spec"], done["machine"], done["command"], baseline, notes)
+        )
+        print(render_table(done["rows"]))
+        return 0
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ALL_ROWS]
     if unknown:
@@ -152,10 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
     print(render_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render_markdown(results, spec, info, command))
+    args.out.write_text(render_markdown(results, spec, info, command, baseline, notes))
     if args.json:
         args.json.write_text(
-            json.dumps({"spec": spec, "machine": info, "rows": results}, indent=2, default=str)
+            json.dumps(
+                {"spec": spec, "machine": info, "command": command, "rows": results}, indent=2, default=str
+            )
         )
     print(f"wrote {args.out}")
     return 1 if any("error" in r for r in results) else 0

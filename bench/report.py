@@ -88,17 +88,73 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def readme_table(results: list[dict[str, Any]]) -> str:
+    """The short table for the README: figure, reference and target status per row."""
+    lines = ["| row | result | reference (same run) | target |", "|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['name']} | not run | – | not run |")
+            continue
+        target = f"{TARGETS[r['name']][0]}: **{status(r)}**" if r["name"] in TARGETS else "–"
+        ref = f"{fmt(r['ref_value'], r['ref_unit'])} ({r['reference']})"
+        rss = f", {r['peak_rss_mb']:,.0f} MB peak" if r["name"] == "daily" else ""
+        lines.append(f"| {r['label']} | {fmt(r['value'], r['unit'])}{rss} | {ref} | {target} |")
+    return "\n".join(lines)
+
+
+def speedups(results: list[dict[str, Any]], baseline: list[dict[str, Any]] | None) -> list[str]:
+    """Before/after lines: variants measured inside a row, and rows of a baseline run if given."""
+    by = {r["name"]: r for r in results if "error" not in r}
+    out = ["| change | before | after | speed-up |", "|---|---|---|---|"]
+    if "windows" in by:
+        d = by["windows"]["details"]
+        old = d.get("row_by_row_gather_windows_per_s")
+        if old:
+            new = by["windows"]["value"]
+            out.append(
+                f"| window gather: one block copy per window (was a row-by-row fancy index + mask multiply) "
+                f"| {fmt(old, 'windows/s')} | {fmt(new, 'windows/s')} | {new / old:.2f}× |"
+            )
+    if "model" in by:
+        d = by["model"]["details"]
+        old = d.get("windows_per_s_at_batch_4096")
+        if old and d.get("batch") != 4096:
+            new = d["windows_per_s"]
+            out.append(
+                f"| scoring batch {d['batch']:,} windows (was 4,096) | {fmt(old, 'windows/s')} "
+                f"| {fmt(new, 'windows/s')} | {new / old:.2f}× |"
+            )
+    for b in baseline or []:
+        r = by.get(b.get("name", ""))
+        if r and "error" not in b and r["unit"] == b["unit"]:
+            out.append(
+                f"| {r['label']}: this branch vs the baseline run | {fmt(b['value'], b['unit'])} "
+                f"| {fmt(r['value'], r['unit'])} | {r['value'] / b['value']:.2f}× |"
+            )
+    return out if len(out) > 2 else []
+
+
 def render_markdown(
-    results: list[dict[str, Any]], spec: dict[str, Any], machine: dict[str, Any], command: str
+    results: list[dict[str, Any]],
+    spec: dict[str, Any],
+    machine: dict[str, Any],
+    command: str,
+    baseline: list[dict[str, Any]] | None = None,
+    notes: str = "",
 ) -> str:
     judged = [r for r in results if r.get("name") in TARGETS]
     summary = ", ".join(f"{r['name']}: {status(r)}" for r in judged) or "no target rows run"
     out = [
         "# Performance",
         "",
-        f"Measured with `{command}` ({spec['size']} sizes). Every figure is the median of "
-        f"{spec['runs']} runs, next to a reference measured in the same process; peak RSS is the "
-        "whole row process's (`os.wait4` resource usage of a child that runs only that row).",
+        "## For the README",
+        "",
+        readme_table(results),
+        "",
+        f"Reproduce with `{command}` ({spec['size']} sizes; `make bench` runs the full one). "
+        f"Every figure is the median of {spec['runs']} runs, next to a reference measured in the "
+        "same process; peak RSS is the whole row process's (`os.wait4` resource usage of a child "
+        "that runs only that row). No GPU was measured unless the machine below names one.",
         "",
         "## Table",
         "",
@@ -106,6 +162,13 @@ def render_markdown(
         "",
         f"Targets: {summary}.",
         "",
+    ]
+    ups = speedups(results, baseline)
+    if ups:
+        out += ["## Speed-ups kept (measured in this run)", "", *ups, ""]
+    if notes:
+        out += [notes.strip(), ""]
+    out += [
         "## Machine",
         "",
         "```json",
