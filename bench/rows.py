@@ -463,7 +463,10 @@ def e2e_postgres(spec: Spec) -> dict[str, Any]:
 
 @row("daily")
 def daily(spec: Spec) -> dict[str, Any]:
-    """Validate the last day of the daily zone and score it (30 days validated before it)."""
+    """Validate the last day of the daily zone and score it (30 days validated before it).
+
+    The zone's home is copied without that day (untimed); the champion is the main zone's.
+    """
     import polars as pl
 
     from pipeline.registry import resolve_version, use_tracking
@@ -483,7 +486,9 @@ def daily(spec: Spec) -> dict[str, Any]:
             home,
             ignore=shutil.ignore_patterns(f"date={day}", f"date={day}.json", "scores.duckdb*"),
         )
-        settings = setup.settings_for(home, landing)
+        # the champion comes from the main zone's registry (same features and window)
+        tracking = setup.settings_for(Path(spec["zone"]) / "home").tracking_uri
+        settings = setup.settings_for(home, landing, tracking=tracking)
         use_tracking(settings.tracking_uri)
         pinned = resolve_version(None, settings.model_name)
         began = time.perf_counter()

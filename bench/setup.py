@@ -26,10 +26,12 @@ def make_landing(root: Path, customers: int, days: int, seed: int = 0) -> Path:
     return landing
 
 
-def settings_for(home: Path, landing: Path | None = None, scores_url: str | None = None):  # noqa: ANN201
+def settings_for(  # noqa: ANN201
+    home: Path, landing: Path | None = None, scores_url: str | None = None, tracking: str | None = None
+):
     from pipeline.config import Settings
 
-    return Settings(home=home, landing=landing, scores_url=scores_url)
+    return Settings(home=home, landing=landing, scores_url=scores_url, mlflow_tracking_uri=tracking)
 
 
 def make_validated(root: Path, customers: int, days: int, seed: int = 0) -> tuple[Path, Path]:
@@ -107,8 +109,9 @@ def prepare(spec: dict, needs: list[str]) -> None:
         make_validated(zone, c, d)
     elif "landing" in needs:
         make_landing(zone, c, d)
-    if "daily" in needs:
-        make_trained(Path(spec["daily_zone"]), spec["daily_customers"], d)
+    if "daily" in needs:  # scored with the main zone's champion: training on the big zone is not timed anyway
+        make_trained(zone, c, d)
+        make_validated(Path(spec["daily_zone"]), spec["daily_customers"], d)
 
 
 if __name__ == "__main__":  # python -m bench.setup SPEC.json MACHINE.json [needs...]
