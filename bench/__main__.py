@@ -113,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline", type=Path, default=None, help="a --json file of an earlier run to compare rows with"
     )
     parser.add_argument(
-        "--notes", type=Path, default=None, help="a markdown file whose text is added to the report"
+        "--notes",
+        type=Path,
+        default=Path(__file__).with_name("notes.md"),
+        help="a markdown file whose text is added to the report (default: bench/notes.md)",
     )
     parser.add_argument(
         "--render-only", type=Path, default=None, help="rewrite --out from a --json file of a finished run"
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     baseline = json.loads(args.baseline.read_text())["rows"] if args.baseline else None
-    notes = args.notes.read_text() if args.notes else ""
+    notes = args.notes.read_text() if args.notes and args.notes.is_file() else ""
     if args.render_only:
         done = json.loads(args.render_only.read_text())
         args.out.write_text(

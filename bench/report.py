@@ -115,6 +115,14 @@ def speedups(results: list[dict[str, Any]], baseline: list[dict[str, Any]] | Non
                 f"| window gather: one block copy per window (was a row-by-row fancy index + mask multiply) "
                 f"| {fmt(old, 'windows/s')} | {fmt(new, 'windows/s')} | {new / old:.2f}× |"
             )
+        lazy = d.get("lazy_batches_windows_per_s")
+        ref = by["windows"]["ref_value"]
+        if lazy and ref:
+            out.append(
+                f"| window gather batch by batch ({d.get('lazy_batch', '?'):,} windows, "
+                f"`ModelBundle.predict_rows`) vs the pandas reference | {fmt(ref, 'windows/s')} "
+                f"| {fmt(lazy, 'windows/s')} | {lazy / ref:.2f}× |"
+            )
     if "model" in by:
         d = by["model"]["details"]
         old = d.get("windows_per_s_at_batch_4096")

@@ -204,9 +204,16 @@ def windows(spec: Spec) -> dict[str, Any]:
     )
     if not (np.array_equal(x, x_ref) and np.array_equal(lengths, len_ref)):
         raise AssertionError("gather_windows and the pandas reference disagree")
-    from features.windows import _gather_rowwise
+    from features.windows import WindowGatherer, _gather_rowwise
 
     before, _, _ = timed(lambda: _gather_rowwise(matrix, data.starts, rows, W), spec["runs"], warmup=1)
+    gatherer, batch = WindowGatherer(matrix, data.starts, W), spec["model_batch"]
+
+    def lazily() -> None:  # what ModelBundle.predict_rows does: one batch of windows at a time
+        for i in range(0, len(rows), batch):
+            gatherer.gather(rows[i : i + batch])
+
+    lazy, _, _ = timed(lazily, spec["runs"], warmup=1)
     return result(
         "window building (gather, float32)",
         rate(len(rows), wall),
@@ -220,6 +227,8 @@ def windows(spec: Spec) -> dict[str, Any]:
         features=matrix.shape[1],
         identical_to_reference=True,
         row_by_row_gather_windows_per_s=rate(len(rows), before),
+        lazy_batches_windows_per_s=rate(len(rows), lazy),
+        lazy_batch=batch,
     )
 
 
@@ -291,15 +300,18 @@ def nominal_flops(cfg: Any, window: int) -> int:
     return 2 * macs
 
 
-def matmul_gflops(runs: int, n: int = 2048) -> tuple[float, list[float]]:
-    """Dense fp32 ``n × n`` matmul GFLOP/s with torch's current threads (median of ``runs``)."""
-    import torch
+def interleaved(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU seconds of each function, run in turn ``runs`` times (A B C A B C ...).
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    reps = 4
-    wall, _, _ = timed(lambda: [a @ b for _ in range(reps)], runs)
-    return rate(reps * 2 * n**3, wall) / 1e9, wall
+    On a shared machine the load drifts; interleaving puts every variant under the same drift.
+    """
+    out: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            wall, cpu, _ = timed(fn, 1)
+            out[name][0].extend(wall)
+            out[name][1].extend(cpu)
+    return out
 
 
 @row("model")
@@ -307,7 +319,8 @@ def model(spec: Spec) -> dict[str, Any]:
     """Production model forward (``predict_logits``, scoring batch) on full windows: GFLOP/s vs fp32 matmul.
 
     Inputs are random full-length windows: scoring windows are almost all full (30 days of history),
-    and the cost of a forward pass does not depend on the values.
+    and the cost of a forward pass does not depend on the values. The matmul reference, the
+    production batch and the former 4,096 batch are timed in turn, so they share the machine's load.
     """
     import torch
 
@@ -321,30 +334,47 @@ def model(spec: Spec) -> dict[str, Any]:
     net = build_model(cfg).eval()
     x = np.random.default_rng(0).standard_normal((n, W, cfg.n_features)).astype(np.float32)
     lengths = np.full(n, W, dtype=np.int64)
-    predict_logits(net, x[:batch], lengths[:batch], batch_size=batch)  # warm-up
-    flops = nominal_flops(cfg, W) * n
-    ref_gf, ref_wall = matmul_gflops(spec["runs"])
-    wall, _, _ = timed(lambda: predict_logits(net, x, lengths, batch_size=batch), spec["runs"])
     small = min(4096, batch)
-    small_wall, _, _ = timed(lambda: predict_logits(net, x, lengths, batch_size=small), spec["runs"])
-    ref_gf2, ref_wall2 = matmul_gflops(spec["runs"])  # before and after: the machine is shared
-    gf = rate(flops, wall) / 1e9
+    mm = 2048
+    a, b = torch.randn(mm, mm), torch.randn(mm, mm)
+    reps = 8
+    fns = {
+        "matmul": lambda: [a @ b for _ in range(reps)],
+        "model": lambda: predict_logits(net, x, lengths, batch_size=batch),
+        "batch_4096": lambda: predict_logits(net, x, lengths, batch_size=small),
+    }
+    for fn in fns.values():  # warm-up
+        fn()
+    times = interleaved(fns, spec["runs"])
+    threads = torch.get_num_threads()
+    flops = nominal_flops(cfg, W) * n
+    mm_flops = reps * 2 * mm**3
+
+    def cpu_rate(count: float, name: str) -> float:  # per second of all threads busy
+        return rate(count * threads, times[name][1])
+
     return result(
         "scoring model compute (fp32, CPU)",
-        gf,
+        rate(flops, times["model"][0]) / 1e9,
         "GFLOP/s",
-        wall,
-        "dense fp32 matmul 2048², torch",
-        max(ref_gf, ref_gf2),  # the better of before/after: the conservative reference
-        windows_per_s=rate(n, wall),
-        windows_per_s_at_batch_4096=rate(n, small_wall),
+        times["model"][0],
+        f"dense fp32 matmul {mm}², torch",
+        rate(mm_flops, times["matmul"][0]) / 1e9,
+        windows_per_s=rate(n, times["model"][0]),
+        windows_per_s_at_batch_4096=rate(n, times["batch_4096"][0]),
+        cpu_time_based={
+            "model_gflops": round(cpu_rate(flops, "model") / 1e9, 1),
+            "batch_4096_gflops": round(cpu_rate(flops, "batch_4096") / 1e9, 1),
+            "matmul_gflops": round(cpu_rate(mm_flops, "matmul") / 1e9, 1),
+        },
+        matmul_run_seconds=[round(t, 3) for t in times["matmul"][0]],
+        batch_4096_run_seconds=[round(t, 3) for t in times["batch_4096"][0]],
         windows=n,
         batch=batch,
         window=W,
-        threads=torch.get_num_threads(),
+        threads=threads,
         nominal_mflop_per_window=nominal_flops(cfg, W) / 1e6,
         model=cfg.to_dict(),
-        matmul_gflops_before_after=[round(ref_gf, 1), round(ref_gf2, 1)],
     )
 
 

@@ -25,29 +25,53 @@ def gather_windows(
     """Left-padded windows (N, W, F) float32, C-contiguous, and their lengths for event rows ``targets``.
 
     Position W-1 is the target itself; padding rows are all zeros (``is_real`` = 0).
-
-    A window is ``window`` consecutive rows of the event matrix, so it is gathered as one block:
-    a fancy index into a strided ``(M-W+1, W, F)`` view copies each window with one contiguous
-    copy (about 10x faster than indexing row by row), and only padded positions are then zeroed.
     """
     targets = np.asarray(targets, dtype=np.int64)
-    lengths = window_lengths(targets, starts, window)
-    n_features = matrix.shape[1]
-    if len(targets) == 0:
-        return np.zeros((0, window, n_features), dtype=np.float32), lengths
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    if len(matrix) < window:
-        return _gather_rowwise(matrix, starts, targets, window), lengths
-    blocks = sliding_window_view(matrix, (window, n_features))[:, 0]  # (M-W+1, W, F), no copy
-    out = blocks[np.maximum(targets - window + 1, 0)]  # (N, W, F), one block copy per window
-    for i in np.flatnonzero(targets < window - 1):  # the first W-1 rows of the matrix: shift by hand
-        t = int(targets[i])
-        out[i, : window - 1 - t] = 0.0
-        out[i, window - 1 - t :] = matrix[: t + 1]
-    pad = np.arange(window)[None, :] < (window - lengths)[:, None]  # (N, W): before the customer's start
-    if pad.any():
-        out[pad] = 0.0
-    return out, lengths
+    return WindowGatherer(matrix, starts, window).gather(targets), window_lengths(targets, starts, window)
+
+
+class WindowGatherer:
+    """Gathers windows of an (M, F) event matrix on demand, batch by batch if wanted.
+
+    A window is ``window`` consecutive rows of the matrix, so it is copied as one block: a fancy
+    index into a strided ``(M-W+1, W, F)`` view makes one contiguous copy per window (about 2-4x
+    faster than indexing row by row), and only padded positions are then zeroed. Gathering
+    per batch (``ModelBundle.predict_rows``) never holds all N windows at once.
+    """
+
+    def __init__(self, matrix: np.ndarray, starts: np.ndarray, window: int) -> None:
+        self.matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        self.starts = starts
+        self.window = window
+        n_features = self.matrix.shape[1]
+        # (M-W+1, W, F) views, no copy; None when the matrix is shorter than one window
+        self.blocks = (
+            sliding_window_view(self.matrix, (window, n_features))[:, 0]
+            if len(self.matrix) >= window
+            else None
+        )
+
+    def lengths(self, targets: np.ndarray) -> np.ndarray:
+        return window_lengths(np.asarray(targets, dtype=np.int64), self.starts, self.window)
+
+    def gather(self, targets: np.ndarray) -> np.ndarray:
+        """Left-padded windows (N, W, F), float32 and C-contiguous, for event rows ``targets``."""
+        targets = np.asarray(targets, dtype=np.int64)
+        window, n_features = self.window, self.matrix.shape[1]
+        if len(targets) == 0:
+            return np.zeros((0, window, n_features), dtype=np.float32)
+        if self.blocks is None:
+            return _gather_rowwise(self.matrix, self.starts, targets, window)
+        out = self.blocks[np.maximum(targets - window + 1, 0)]  # (N, W, F), one block copy per window
+        for i in np.flatnonzero(targets < window - 1):  # the first W-1 rows of the matrix: shift by hand
+            t = int(targets[i])
+            out[i, : window - 1 - t] = 0.0
+            out[i, window - 1 - t :] = self.matrix[: t + 1]
+        lengths = self.lengths(targets)
+        pad = np.arange(window)[None, :] < (window - lengths)[:, None]  # (N, W): before the customer's start
+        if pad.any():
+            out[pad] = 0.0
+        return out
 
 
 def _gather_rowwise(matrix: np.ndarray, starts: np.ndarray, targets: np.ndarray, window: int) -> np.ndarray:
@@ -114,4 +138,4 @@ class Normaliser:
         return cls(list(d["feature_names"]), list(d["mean"]), list(d["std"]))
 
 
-__all__ = ["Normaliser", "gather_windows", "window_lengths", "CYCLIC_FEATURES"]
+__all__ = ["Normaliser", "WindowGatherer", "gather_windows", "window_lengths", "CYCLIC_FEATURES"]

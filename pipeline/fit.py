@@ -237,16 +237,44 @@ def predict_logits(
     ``device`` None keeps the model where it is. ``transform`` is applied to each batch's copy
     (see ``to_tensors``), so callers can scale windows without a second full array.
     """
+    check_windows(X, lengths)
+    T = X.shape[1]
+
+    def batch(idx: np.ndarray, width: int) -> np.ndarray:
+        return np.ascontiguousarray(X[idx, T - width :], dtype=np.float32)  # (B, width, F), a copy
+
+    return predict_logits_from(model, batch, np.asarray(lengths), batch_size, device, amp, transform)
+
+
+def predict_logits_from(
+    model: SequenceClassifier,
+    batch: Callable[[np.ndarray, int], np.ndarray],
+    lengths: np.ndarray,
+    batch_size: int = 4096,
+    device: torch.device | None = None,
+    amp: bool = False,
+    transform: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Logits of N windows that ``batch(idx, width)`` makes on demand as fresh (B, width, F) arrays.
+
+    The windows are never all in memory at once; ``transform`` may rewrite each batch in place.
+    """
     import torch
 
-    check_windows(X, lengths)
     device = device or next(model.parameters()).device
     model.to(device).eval()
-    out = np.empty(len(X), dtype=np.float32)
+    out = np.empty(len(lengths), dtype=np.float32)
     with torch.inference_mode(), autocast(device, amp):
-        for idx in length_bucketed_batches(np.asarray(lengths), batch_size):
-            x, lens = to_tensors(X, lengths, idx, device, transform)
-            out[idx] = model(x, lens).float().cpu().numpy()
+        for idx in length_bucketed_batches(lengths, batch_size):
+            lens = np.asarray(lengths[idx], dtype=np.int64)
+            x = batch(idx, int(lens.max()))
+            if transform is not None:
+                x = transform(x, lens)
+            xt = torch.from_numpy(x)
+            if device.type == "cuda":
+                xt = xt.pin_memory()
+            logits = model(xt.to(device, non_blocking=True), torch.from_numpy(lens).to(device))
+            out[idx] = logits.float().cpu().numpy()
     return out
 
 

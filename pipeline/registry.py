@@ -57,6 +57,33 @@ class ModelBundle:
             self.net, windows, lengths, batch_size=batch_size, device=device, amp=score_amp(), transform=scale
         )
 
+    def predict_rows(
+        self, matrix: np.ndarray, starts: np.ndarray, rows: np.ndarray, batch_size: int = SCORE_BATCH
+    ) -> np.ndarray:
+        """``predict_proba`` of the windows ending at event rows ``rows``, gathered batch by batch.
+
+        Equal to ``predict_proba(*gather_windows(matrix, starts, rows, self.window))`` without ever
+        holding all N windows: memory is one batch, not N x W x F floats.
+        """
+        from features.windows import WindowGatherer
+        from pipeline.fit import pick_device, predict_logits_from, score_amp
+
+        rows = np.asarray(rows, dtype=np.int64)
+        gatherer = WindowGatherer(matrix, starts, self.window)
+        lengths = gatherer.lengths(rows)
+
+        def batch(idx: np.ndarray, width: int) -> np.ndarray:
+            x = gatherer.gather(rows[idx])  # (B, W, F), a fresh array
+            return x if width == self.window else np.ascontiguousarray(x[:, self.window - width :])
+
+        def scale(x: np.ndarray, lens: np.ndarray) -> np.ndarray:
+            return self.normaliser.transform_windows(x, lens, inplace=True)
+
+        logits = predict_logits_from(
+            self.net, batch, lengths, batch_size, pick_device(), score_amp(), transform=scale
+        )
+        return self.calibrate(logits)
+
     def normalise_windows(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return self.normaliser.transform_windows(windows, lengths)
 

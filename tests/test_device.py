@@ -91,3 +91,28 @@ def test_bundle_scales_each_batch_like_the_whole_array(monkeypatch: pytest.Monke
     want = predict_logits(net, bundle.normalise_windows(windows, lengths), lengths, batch_size=30)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(windows, before)  # the caller's raw windows are not scaled in place
+
+
+def test_predict_rows_gathers_lazily_and_equals_predict_proba_of_gathered_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from features.windows import Normaliser, gather_windows
+    from pipeline.calibration import PlattCalibrator
+    from pipeline.registry import ModelBundle
+
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    torch.manual_seed(0)
+    cfg = SequenceModelConfig(n_features=3, hidden=8, head_hidden=4)
+    rng = np.random.default_rng(4)
+    customer = np.sort(rng.integers(0, 9, size=80))
+    first = np.ones(80, dtype=bool)
+    first[1:] = customer[1:] != customer[:-1]
+    starts = np.flatnonzero(first)[np.cumsum(first) - 1]
+    matrix = (rng.standard_normal((80, 3)) * 4 + 1).astype(np.float32)
+    norm = Normaliser.fit(matrix, ("log_amount", "log_gap_prev", "is_real"))
+    calib = PlattCalibrator().fit(rng.standard_normal(50), rng.integers(0, 2, 50)).to_dict()
+    bundle = ModelBundle(build_model(cfg).eval(), cfg.to_dict(), norm, calib, 6)
+    rows = np.array([79, 0, 3, 40, 41, 2, 60, 5, 79])  # unsorted, repeated, short and whole windows
+    want = bundle.predict_proba(*gather_windows(matrix, starts, rows, 6))
+    got = bundle.predict_rows(matrix, starts, rows, batch_size=4)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
