@@ -154,7 +154,8 @@ def test_quick_bench_runs_and_writes_the_report(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "window building" in proc.stdout and "GFLOP/s" in proc.stdout
     doc = out.read_text()
-    table = [line for line in doc.splitlines() if line.startswith("|")]
+    section = doc.split("\n## Table\n")[1].split("\n## ")[0]
+    table = [line for line in section.splitlines() if line.startswith("|")]
     assert len(table) == 2 + 3 and all(line.count("|") == table[0].count("|") for line in table)
     results = json.loads(raw.read_text())["rows"]
     assert [r["name"] for r in results] == ["generation", "windows", "model"]
@@ -163,4 +164,6 @@ def test_quick_bench_runs_and_writes_the_report(tmp_path: Path) -> None:
         assert r["value"] > 0 and r["ref_value"] > 0 and r["peak_rss_mb"] > 0
         assert len(r["run_seconds"]) == 2
     assert results[1]["details"]["identical_to_reference"] is True
+    readme = doc.split("## For the README")[1].split("\n## ")[0]
+    assert "window building" in readme and ("**met**" in readme or "**not met**" in readme)
     assert results[2]["details"]["model"]["hidden"] == 64
