@@ -116,3 +116,24 @@ def test_predict_rows_gathers_lazily_and_equals_predict_proba_of_gathered_window
     want = bundle.predict_proba(*gather_windows(matrix, starts, rows, 6))
     got = bundle.predict_rows(matrix, starts, rows, batch_size=4)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_unmasked_pooling_of_whole_windows_equals_the_masked_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch with no padding takes plain mean/max pooling; it must give the masked path's logits."""
+    from pipeline import model as model_module
+
+    torch.manual_seed(0)
+    net = build_model(SequenceModelConfig(n_features=4, hidden=8, head_hidden=4)).eval()
+    x, lengths = torch.randn(16, 7, 4), torch.full((16,), 7)
+    with torch.inference_mode():
+        fast = net(x, lengths)
+        init = model_module.Layouts.__init__
+
+        def masked(self: model_module.Layouts, lens: torch.Tensor, T: int) -> None:
+            init(self, lens, T)
+            assert self.full  # the fast path would have been taken
+            self.full = False
+
+        monkeypatch.setattr(model_module.Layouts, "__init__", masked)
+        slow = net(x, lengths)
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-6)

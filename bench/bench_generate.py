@@ -1,6 +1,6 @@
 """Events per second of ``generate_landing``, files included (the target is at least 1M/s).
 
-Usage, from the repository root: python -m bench.generate_cli [--customers 20000] [--days 35] [--runs 3]
+Usage, from the repository root: python -m bench.bench_generate [--customers 20000] [--days 35] [--runs 3]
 About 20,000 customers over 35 days is about 2M events (transactions + logins). It prints
 the median of the runs, and the in-memory part alone as a reference measured in the same run.
 """
