@@ -66,6 +66,12 @@ class ModelBundle:
         Equal to ``predict_proba(*gather_windows(matrix, starts, rows, self.window))`` without ever
         holding all N windows: memory is one batch, not N x W x F floats.
         """
+        return self.calibrate(self.logits_rows(matrix, starts, rows, batch_size))
+
+    def logits_rows(
+        self, matrix: np.ndarray, starts: np.ndarray, rows: np.ndarray, batch_size: int = SCORE_BATCH
+    ) -> np.ndarray:
+        """Raw logits of the windows ending at event rows ``rows`` (see ``predict_rows``)."""
         from features.windows import WindowGatherer
         from pipeline.fit import pick_device, predict_logits_from, score_amp
 
@@ -80,10 +86,9 @@ class ModelBundle:
         def scale(x: np.ndarray, lens: np.ndarray) -> np.ndarray:
             return self.normaliser.transform_windows(x, lens, inplace=True)
 
-        logits = predict_logits_from(
+        return predict_logits_from(
             self.net, batch, lengths, batch_size, pick_device(), score_amp(), transform=scale
         )
-        return self.calibrate(logits)
 
     def normalise_windows(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return self.normaliser.transform_windows(windows, lengths)

@@ -137,15 +137,14 @@ def shard_logits(
     settings: Settings, bundle: ModelBundle, days: list[date], day: date, customers: list[str]
 ) -> pl.DataFrame:
     """Raw logits of ``day``'s transactions of ``customers``, read with their history only."""
-    from features.windows import gather_windows
     from pipeline.sequences import load_events
 
     if not customers:
         return pl.DataFrame(schema=SHARD_SCHEMA)
     data = load_events(settings, days, customers=customers)
     rows = data.transaction_rows(day, day)
-    windows, lengths = gather_windows(data.matrix, data.starts, rows, bundle.window)
-    logits = bundle.logits(windows, lengths) if len(rows) else np.zeros(0)
+    # windows are gathered batch by batch: a day's windows are never all in memory at once
+    logits = bundle.logits_rows(data.matrix, data.starts, rows) if len(rows) else np.zeros(0)
     return data.events[rows].select(
         "event_id",
         "customer_id",
