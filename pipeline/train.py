@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -25,6 +25,9 @@ from features.windows import Normaliser, gather_windows
 from pipeline.config import Settings
 from pipeline.errors import MissingInputError, UsageError
 from pipeline.sequences import EventData, check_days, day_range, load_events, read_labels
+
+if TYPE_CHECKING:
+    from pipeline.ddp import Replicas
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,13 @@ class Fitted:
 
 
 def fit_bundle(
-    data: EventData, ex: Examples, window: int, opts: TrainOptions, seed: int = 0, progress: bool = True
+    data: EventData,
+    ex: Examples,
+    window: int,
+    opts: TrainOptions,
+    seed: int = 0,
+    progress: bool = True,
+    replicas: Replicas | None = None,
 ) -> Fitted:
     """Normalise on the training period, fit on its windows, calibrate on the validation window."""
     from pipeline.calibration import PlattCalibrator
@@ -181,8 +190,9 @@ def fit_bundle(
         model_cfg,
         fit_cfg,
         seed=seed,
-        device=pick_device(),
+        device=replicas.device if replicas is not None else pick_device(),
         progress=progress,
+        replicas=replicas,
     )
     net = result.model.cpu().eval()
     calibrator = PlattCalibrator().fit(result.val_logits, y_va)
@@ -207,8 +217,13 @@ def train_model(
     seed: int = 0,
     options: TrainOptions | None = None,
     progress: bool = True,
+    replicas: Replicas | None = None,
 ) -> dict[str, Any]:
-    """Build windows, fit, calibrate, log to MLflow, register a version and apply the gate."""
+    """Build windows, fit, calibrate, log to MLflow, register a version and apply the gate.
+
+    Under torchrun (``replicas``, see ``pipeline.ddp``) every rank fits; only rank 0 goes on
+    to MLflow, the registry and the gate.
+    """
     import mlflow
     from pipeline.metrics import average_precision
     from pipeline.registry import (
@@ -234,7 +249,9 @@ def train_model(
     )
     _check_examples(ex)
 
-    fitted = fit_bundle(data, ex, settings.window, opts, seed, progress)
+    fitted = fit_bundle(data, ex, settings.window, opts, seed, progress, replicas)
+    if replicas is not None and not replicas.settle(fitted.bundle.net):
+        return {"rank": replicas.rank, "metrics": fitted.metrics}
     fitted.bundle.drift_reference = drift_reference(data, train_start, train_end, fitted.val_probs)
     bundle, metrics, y_va = fitted.bundle, fitted.metrics, fitted.y_val
     model_cfg, fit_cfg, y_tr, x_va = fitted.model_config, fitted.fit_config, fitted.y_train, fitted.x_val
@@ -271,6 +288,7 @@ def train_model(
             "n_immature": ex.n_immature,
             **{f"model_{k}": v for k, v in model_cfg.to_dict().items()},
             **{f"fit_{k}": v for k, v in asdict(fit_cfg).items()},
+            **(replicas.mlflow_params() if replicas is not None else {}),
         }
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
