@@ -93,6 +93,12 @@ def fraudseq_score() -> None:
         paths = [o["path"] for o in outputs if o["date"] == day]
         return finalise_day(Settings(), date.fromisoformat(day), (pinned[0], pinned[1]), len(n_shards), paths)
 
+    pinned = pin_model()
+    day_list = days()
+    shard_list = shards()
+    outputs = score_shard.partial(pinned=pinned, n_shards=shard_list).expand(day=day_list, shard=shard_list)
+    finalised = finalise.partial(pinned=pinned, n_shards=shard_list, outputs=outputs).expand(day=day_list)
+
     @task(outlets=[DRIFT])
     def announce_drift(results: list[dict]) -> list[str]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -102,11 +108,6 @@ def fraudseq_score() -> None:
             raise AirflowSkipException("no PSI above the drift threshold")
         return drifted
 
-    pinned = pin_model()
-    day_list = days()
-    shard_list = shards()
-    outputs = score_shard.partial(pinned=pinned, n_shards=shard_list).expand(day=day_list, shard=shard_list)
-    finalised = finalise.partial(pinned=pinned, n_shards=shard_list, outputs=outputs).expand(day=day_list)
     announce_drift(finalised)
 
 

@@ -28,6 +28,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from pipeline.errors import UsageError
+from pipeline.faults import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -381,8 +382,10 @@ def write_scored_day(
                 sa.text(f"DELETE FROM {table} WHERE score_date = :day AND model_version = :version"),
                 day,
             )
+        checkpoint("score.deleted")
         _bulk_insert(conn, SCORES_TABLE, scores)
         _bulk_insert(conn, CUSTOMER_TABLE, customer_risk)
+        checkpoint("score.inserted")
     log.info(
         "wrote %d scores for %s, model version %s",
         scores.height,

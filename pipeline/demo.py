@@ -94,6 +94,7 @@ def truth_ap(settings: Settings, truth_path: Path, start: date, end: date) -> di
 
 def run_demo(settings: Settings, customers: int = 300, days: int = 35, seed: int = 0) -> dict[str, Any]:
     """The whole job on a fresh synthetic landing zone; returns a summary for humans and JSON."""
+    from pipeline.db import redact_url
     from pipeline.generate import generate_landing
 
     t0 = time.perf_counter()
@@ -126,13 +127,13 @@ def run_demo(settings: Settings, customers: int = 300, days: int = 35, seed: int
             if ap is not None
             else "  AP: n/a",
             "",
-            f"Scores: {settings.scores_db_url}",
+            f"Scores: {redact_url(settings.scores_db_url)}",
             f'  duckdb {home / "scores.duckdb"} "SELECT score_date, risk_rank, customer_id, risk_score, reasons '
             'FROM current_scores WHERE alert ORDER BY score_date DESC, risk_rank LIMIT 10"',
             f"  (or: .venv/bin/python -c \"import duckdb; print(duckdb.connect('{home / 'scores.duckdb'}', read_only=True)"
             ".sql('SELECT * FROM current_scores WHERE alert ORDER BY score_date DESC, risk_rank LIMIT 10'))\")",
             f"Daily reports: {settings.reports_dir}/<day>.html (latest: {settings.reports_dir / f'{last}.html'})",
-            f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}",
+            f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {redact_url(settings.tracking_uri)}",
             f"Airflow UI: AIRFLOW_HOME={settings.airflow_home} AIRFLOW__CORE__DAGS_FOLDER={DAGS_FOLDER} .venv/bin/airflow standalone",
         ]
     )

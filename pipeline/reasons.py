@@ -157,10 +157,10 @@ def reasons_json(
     """JSON list of up to ``top`` {event_id, kind, text, weight} for one alert, biggest first.
 
     A login session is reported under its successful login (else its last event), with the
-    session's new-device and new-country flags and its other events named in the text. Units
-    whose removal raises the score are not reasons, except that when no removal lowers it (the
-    whole window drives the score) the most influential unit is still named, with its weight,
-    so that every alert carries at least one reason.
+    session's new-device and new-country flags and its other events named in the text.
+    Units whose removal raises the score are not reasons; when none lowers it (the whole
+    window, not one event, drives the score) the most influential one is still named, with
+    its weight, so that every alert carries at least one reason.
     """
     if groups is None:
         groups = np.where(window_rows >= 0, np.arange(len(window_rows)), -1)
@@ -171,8 +171,8 @@ def reasons_json(
         units.append((float(weights[pos[0]]), [int(window_rows[p]) for p in pos]))
     units.sort(key=lambda u: (-u[0], -u[1][-1]))
     out: list[dict[str, Any]] = []
-    for rank, (weight, rows) in enumerate(units[:top]):
-        if rank > 0 and weight <= 0:  # the most influential unit is always named
+    for weight, rows in units[:top]:
+        if weight <= 0 and out:
             break
         members = [events.row(r, named=True) for r in rows]
         rep = next((m for m in members if m["kind"] == "login_success"), members[-1])

@@ -58,7 +58,7 @@ def score_events(
 
 
 def alert_reasons(bundle: ModelBundle, data: EventData, rows: np.ndarray) -> list[str]:
-    """Reasons JSON (occlusion over the window, login sessions as one unit) for event rows ``rows``."""
+    """Reasons JSON (occlusion over the window) for the transactions at event rows ``rows``."""
     from pipeline.reasons import explain_alerts
 
     if not len(rows):

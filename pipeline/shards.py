@@ -94,6 +94,9 @@ def write_atomic(frame: pl.DataFrame, url: str) -> None:
             fs.rm(tmp)
 
 
+FEATURES = "features"  # optional column of shard outputs: the transaction's raw feature row
+
+
 def read_shard(url: str) -> pl.DataFrame:
     import fsspec
 
@@ -105,7 +108,14 @@ def read_shard(url: str) -> pl.DataFrame:
     missing = set(SHARD_SCHEMA) - set(frame.columns)
     if missing:
         raise MissingInputError(f"shard output {url} lacks column(s) {sorted(missing)}")
-    return frame.select(*SHARD_SCHEMA, pl.col("^feat_.*$"))
+    return frame.select([*SHARD_SCHEMA, *([FEATURES] if FEATURES in frame.columns else [])])
+
+
+def day_features(tx: pl.DataFrame, n_features: int) -> np.ndarray:
+    """(n, F) raw feature rows of the finalised transactions (empty shards carry none)."""
+    if FEATURES not in tx.columns or tx.height == 0:
+        return np.zeros((0, n_features), dtype=np.float32)
+    return np.asarray(tx[FEATURES].to_numpy(), dtype=np.float32).reshape(tx.height, n_features)
 
 
 def _pinned_bundle(settings: Settings, pinned: tuple[str, str], bundle: ModelBundle | None) -> ModelBundle:
@@ -127,22 +137,21 @@ def shard_logits(
     settings: Settings, bundle: ModelBundle, days: list[date], day: date, customers: list[str]
 ) -> pl.DataFrame:
     """Raw logits of ``day``'s transactions of ``customers``, read with their history only."""
-    from features.windows import gather_windows
     from pipeline.sequences import load_events
 
-    names = [f"feat_{n}" for n in bundle.normaliser.feature_names]  # raw features, for drift at finalise
     if not customers:
-        return pl.DataFrame(schema={**SHARD_SCHEMA, **dict.fromkeys(names, pl.Float32())})
+        return pl.DataFrame(schema=SHARD_SCHEMA)
     data = load_events(settings, days, customers=customers)
     rows = data.transaction_rows(day, day)
-    windows, lengths = gather_windows(data.matrix, data.starts, rows, bundle.window)
-    logits = bundle.logits(windows, lengths) if len(rows) else np.zeros(0)
+    # windows are gathered batch by batch: a day's windows are never all in memory at once
+    logits = bundle.logits_rows(data.matrix, data.starts, rows) if len(rows) else np.zeros(0)
     return data.events[rows].select(
         "event_id",
         "customer_id",
         pl.col("event_time").dt.replace_time_zone(None),
         pl.Series("logit", np.asarray(logits, dtype=np.float64)),
-        *(pl.Series(n, data.matrix[rows, j].astype(np.float32)) for j, n in enumerate(names)),
+        # raw feature rows of the day's transactions, for the drift check in finalise_day
+        pl.Series(FEATURES, np.ascontiguousarray(data.matrix[rows], dtype=np.float32)),
     )
 
 
@@ -191,7 +200,7 @@ def finalise_day(
     days: list[date] | None = None,
 ) -> dict[str, Any]:
     """Calibrate, rank and alert over all shards of ``day``, explain alerts, commit the day once."""
-    from pipeline import db
+    from pipeline import db, faults
     from pipeline.report import post_score
     from pipeline.score import alert_reasons, rank_and_alert
     from pipeline.sequences import load_events, read_labels
@@ -201,7 +210,8 @@ def finalise_day(
     if paths is not None and sorted(paths) != sorted(expected):
         raise MissingInputError(f"expected the {n_shards} shard outputs of {day}, got {len(paths)} path(s)")
     frames = [read_shard(url) for url in expected]
-    tx = pl.concat(frames, how="vertical").sort(["customer_id", "event_time", "event_id"])
+    frames = [f for f in frames if f.height] or frames[:1]  # empty shards carry no feature column
+    tx = pl.concat(frames, how="diagonal").sort(["customer_id", "event_time", "event_id"])
     if tx["event_id"].n_unique() != tx.height:
         raise MissingInputError(f"shard outputs of {day} overlap: an event was scored by two shards")
     days = _days(settings, day, days)
@@ -241,6 +251,7 @@ def finalise_day(
     try:
         db.init_schema(engine)
         db.write_scored_day(engine, scores, risk, day, version)
+        faults.checkpoint("score.labels")
         db.upsert_labels(engine, read_labels(settings, None))
     finally:
         engine.dispose()
@@ -262,7 +273,7 @@ def finalise_day(
         "n_alerts": n_alerts,
         "max_risk_score": float(probs.max()) if scores.height else 0.0,
         "n_shards": n_shards,
-        **post_score(settings, day, bundle, scores, tx.select(pl.col("^feat_.*$")).to_numpy()),
+        **post_score(settings, day, bundle, scores, day_features(tx, len(bundle.normaliser.feature_names))),
     }
 
 

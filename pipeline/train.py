@@ -24,6 +24,7 @@ from features.events import FEATURE_NAMES
 from features.windows import Normaliser, gather_windows
 from pipeline.config import Settings
 from pipeline.errors import MissingInputError, UsageError
+from pipeline.faults import checkpoint
 from pipeline.sequences import EventData, check_days, day_range, load_events, read_labels
 
 if TYPE_CHECKING:
@@ -297,6 +298,7 @@ def train_model(
                 {f"epoch_{k}": float(v) for k, v in h.items() if k != "epoch"}, step=int(h["epoch"])
             )
         model_uri = log_bundle(bundle, x_va[: min(len(x_va), 8)], Path(tmp))
+        checkpoint("train.logged")
         card = model_card(
             name, params, metrics, reason, champ, days, run.info.run_id, bundle.normaliser.to_dict()
         )
@@ -311,6 +313,7 @@ def train_model(
         }
         version = register(model_uri, name, run.info.run_id, tags=tags, description=card)
         mlflow.set_tag("registered_version", version)
+        checkpoint("train.registered")
     if promoted:
         promote(name, version)
     log.info("registered %s version %s: %s", name, version, reason)

@@ -39,6 +39,7 @@ from features.landing import (
     partition_dir,
     partition_files,
     quarantine_schema,
+    read_landing_file,
     read_partition,
     validated_schema,
     with_optional_columns,
@@ -46,6 +47,7 @@ from features.landing import (
 from features.schemas import CHANNELS, LOGIN_EVENT_TYPES, LOGS, MAX_AMOUNT, MAX_ID_LEN, REASON_CODES, SCHEMAS
 from pipeline.config import Settings
 from pipeline.errors import FileDefectError, MissingInputError
+from pipeline.faults import checkpoint
 
 PART_FILE = "part-0.parquet"
 # COMPLETE is the only format that lists failing row indexes; the failing values themselves are
@@ -297,16 +299,49 @@ def validate_log(raw: pl.DataFrame, log: str, day: date, known_ids: pl.Series | 
     return LogOutcome(rows_in=raw.height, kept=kept, quarantined=quarantined)
 
 
-def known_transaction_ids(settings: Settings, day: date, labels: pl.DataFrame, today: pl.Series) -> pl.Series:
-    """Which labelled event_ids are validated transactions of ``day`` or any validated day before it."""
-    wanted = labels["event_id"].drop_nulls().unique()
-    root = settings.validated_dir
-    earlier = [_final(root, "transactions", d) / PART_FILE for d in validated_days(settings) if d < day]
-    found = [today.filter(today.is_in(wanted.implode()))]
-    if earlier and wanted.len():
-        scan = pl.scan_parquet(earlier).select("event_id").filter(pl.col("event_id").is_in(wanted.implode()))
-        found.append(scan.unique().collect()["event_id"])
+def known_transaction_ids(
+    settings: Settings, day: date, labels: pl.DataFrame, today: pl.Series, landing: Path
+) -> pl.Series:
+    """Which labelled event_ids belong to a transaction landed on ``day`` or an earlier day.
+
+    Kept and quarantined transactions count alike (both were landed), so the answer does not
+    depend on the order days are validated in: an earlier day already validated is read from
+    its validated and quarantine partitions (together exactly its landed rows), one not
+    validated yet (a range mapped in parallel, say) from its landing files. ``today`` holds
+    the event_ids landed on ``day``.
+    """
+    wanted = labels["event_id"].drop_nulls().unique().implode()
+    found = [today.drop_nulls().filter(today.drop_nulls().is_in(wanted))]
+    if not labels.height:
+        return pl.concat(found).unique()
+    done = {d for d in validated_days(settings) if d < day}
+    outputs = [_final(root, "transactions", d) / PART_FILE for d in sorted(done) for root in
+               (settings.validated_dir, settings.quarantine_dir)]  # fmt: skip
+    scans = [pl.scan_parquet(p).select(pl.col("event_id").cast(pl.String)) for p in outputs if p.is_file()]
+    if scans:
+        found.append(pl.concat(scans).filter(pl.col("event_id").is_in(wanted)).unique().collect()["event_id"])
+    for earlier in _landed_days(landing, "transactions"):
+        if earlier >= day or earlier in done:
+            continue
+        for path in partition_files(partition_dir(landing, "transactions", earlier)):
+            try:
+                frame = read_landing_file(path, SCHEMAS["transactions"])
+            except LandingFileError:
+                continue  # that file fails its own day, not this one
+            if "event_id" in frame.columns:
+                ids = frame["event_id"].drop_nulls()
+                found.append(ids.filter(ids.is_in(wanted)))
     return pl.concat(found).unique()
+
+
+def _landed_days(landing: Path, log: str) -> list[date]:
+    folder = landing / log
+    days = []
+    for partition in folder.iterdir() if folder.is_dir() else ():
+        match = re.fullmatch(r"date=(\d{4}-\d{2}-\d{2})", partition.name)
+        if match:
+            days.append(date.fromisoformat(match.group(1)))
+    return sorted(days)
 
 
 # ---------------------------------------------------------------- atomic output
@@ -392,8 +427,63 @@ def _staging(final: Path, token: str) -> Path:
     return staged
 
 
+def journal_path(settings: Settings, day: date) -> Path:
+    """The commit journal of ``day``: present only while a validated day is being swapped in."""
+    return settings.reports_dir / "validation" / f".date={day.isoformat()}.journal.json"
+
+
+def _commit_pair(staged: Path, final: Path, token: str) -> None:
+    """Move ``staged`` to ``final``, parking an existing ``final`` as ``.old-TOKEN``; safe to repeat.
+
+    While ``staged`` exists, ``final`` still holds the previous copy (or nothing), so a
+    repeat after a kill at any step reaches the same end state.
+    """
+    if not staged.exists():
+        return
+    if final.exists():
+        os.rename(final, final.with_name(f".{final.name}.old-{token}"))
+    os.rename(staged, final)
+
+
+def _apply_journal(journal: Path) -> None:
+    """Finish a day's commit from its journal: swap every staged folder in, write the report."""
+    entry = json.loads(journal.read_text(encoding="utf-8"))
+    token = entry["token"]
+    pairs = [(Path(s), Path(f)) for s, f in entry["pairs"]]
+    for number, (staged, final) in enumerate(pairs):
+        _commit_pair(staged, final, token)
+        if number == 0:
+            checkpoint("validate.swapping")
+    checkpoint("validate.before_report")
+    write_json_atomic(Path(entry["report_path"]), entry["report"])
+    for _, final in pairs:
+        shutil.rmtree(final.with_name(f".{final.name}.old-{token}"), ignore_errors=True)
+    journal.unlink()
+
+
+def recover_day(settings: Settings, day: date) -> None:
+    """Bring ``day`` back to a whole state after a killed run.
+
+    A journal means the run had staged everything and decided to commit: the commit is
+    rolled forward. Without one, staged folders of an unfinished run are dropped and the
+    previous output stays as it was.
+    """
+    journal = journal_path(settings, day)
+    if journal.is_file():
+        _apply_journal(journal)
+    for final in _day_targets(settings, day):
+        recover_leftovers(final)
+    for leftover in journal.parent.glob(f".{journal.name}.tmp-*"):
+        leftover.unlink(missing_ok=True)
+
+
 def write_day(settings: Settings, day: date, outcomes: dict[str, LogOutcome], report: dict[str, Any]) -> None:
-    """Stage every output of the day, swap each folder in, then write the report last."""
+    """Stage every output of the day, then commit them all through a journal.
+
+    Writing the journal (atomically, fsync'd) is the commit point: a kill before it leaves
+    the previous day untouched (the staging is dropped on the next run); a kill after it
+    is rolled forward by ``recover_day``. Readers skip a day whose journal is present.
+    """
     token = uuid.uuid4().hex
     staged: dict[Path, Path] = {}
     for log, outcome in outcomes.items():
@@ -407,9 +497,16 @@ def write_day(settings: Settings, day: date, outcomes: dict[str, LogOutcome], re
     docs = data_docs_dir(settings, day)
     staged[docs] = _staging(docs, token)
     _gx_runner().build_data_docs(staged[docs])
-    for final, folder in staged.items():
-        swap_in(folder, final)
-    write_json_atomic(report_path(settings, day), report)
+    checkpoint("validate.staged")
+    journal = journal_path(settings, day)
+    entry = {
+        "token": token,
+        "pairs": [[str(s), str(f)] for f, s in staged.items()],
+        "report_path": str(report_path(settings, day)),
+        "report": report,
+    }
+    write_json_atomic(journal, entry)
+    _apply_journal(journal)
 
 
 # ---------------------------------------------------------------- the stage
@@ -436,6 +533,14 @@ def _absent_partition_warnings(landing: Path, day: date) -> list[str]:
     ]
 
 
+def check_inside(landing: Path, day: date) -> None:
+    """Refuse a landing file of ``day`` that resolves outside ``landing`` (a symlink pointing away)."""
+    for log in LOGS:
+        for path in partition_files(partition_dir(landing, log, day)):
+            if not path.resolve().is_relative_to(landing):
+                raise LandingFileError(f"{path}: resolves outside the landing folder {landing}")
+
+
 def validate_day(settings: Settings, day: date, landing: Path | None = None) -> dict:
     """Validate every log of ``day`` and replace that day's outputs as a whole; return the report.
 
@@ -445,10 +550,10 @@ def validate_day(settings: Settings, day: date, landing: Path | None = None) -> 
     landing = (landing or settings.landing_dir()).expanduser().resolve()
     if not landing.is_dir():
         raise MissingInputError(f"landing folder {landing} does not exist")
-    for final in _day_targets(settings, day):
-        recover_leftovers(final)
+    recover_day(settings, day)
     warnings = _absent_partition_warnings(landing, day)
     try:
+        check_inside(landing, day)
         raw = {log: read_partition(landing, SCHEMAS[log], day) for log in LOGS}
     except LandingFileError as defect:
         report = _report(day, {}, str(defect), warnings, None)
@@ -457,8 +562,8 @@ def validate_day(settings: Settings, day: date, landing: Path | None = None) -> 
         error.report = report  # type: ignore[attr-defined]
         raise error from defect
     outcomes = {log: validate_log(raw[log], log, day) for log in ("transactions", "logins")}
-    today = outcomes["transactions"].kept["event_id"]
-    known = known_transaction_ids(settings, day, raw["labels"], today)
+    landed_today = raw["transactions"]["event_id"].cast(pl.String)
+    known = known_transaction_ids(settings, day, raw["labels"], landed_today, landing)
     outcomes["labels"] = validate_log(raw["labels"], "labels", day, known)
     logs = {log: outcomes[log].counts() for log in LOGS}
     report = _report(day, logs, None, warnings, data_docs_dir(settings, day))
@@ -470,6 +575,8 @@ def validate_day(settings: Settings, day: date, landing: Path | None = None) -> 
 
 
 def _report_ok(settings: Settings, day: date) -> bool:
+    if journal_path(settings, day).exists():
+        return False  # a commit in flight or cut short: whole only once recover_day has run
     try:
         return json.loads(report_path(settings, day).read_text(encoding="utf-8")).get("status") == "ok"
     except (OSError, ValueError):

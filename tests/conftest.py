@@ -46,6 +46,9 @@ def _isolated_environment() -> Iterator[None]:
 def use_home(monkeypatch: pytest.MonkeyPatch, home: Path, landing: Path | None = None) -> None:
     """Point FRAUDSEQ_* at ``home`` (and ``landing``) for one test."""
     monkeypatch.setenv("FRAUDSEQ_HOME", str(home))
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which Settings would then
+    # prefer over the new home's store: forget an earlier test's tracking store
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     if landing is not None:
         monkeypatch.setenv("FRAUDSEQ_LANDING", str(landing))
 

@@ -440,3 +440,54 @@ def test_make_engine_refuses_other_backends() -> None:
     with pytest.raises(UsageError, match="bad scores database URL"):
         db.make_engine("scores.duckdb")
     assert db.make_engine("postgresql://u@h/db").dialect.driver == "psycopg"
+
+
+def test_db_init_cli_makes_a_writer_with_exactly_select_insert_delete(pg_url: str, tmp_path) -> None:
+    """``fraudseq db init --writer-role`` as admin; the role's table rights are exactly the three."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    admin_url = _pg_schema_url(pg_url)
+    role = f"fraudseq_cli_writer_{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDSEQ_")}
+    env.update(FRAUDSEQ_HOME=str(tmp_path / "home"), FRAUDSEQ_SCORES_URL=admin_url, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pipeline.cli import app; app()",
+            "db",
+            "init",
+            "--writer-role",
+            role,
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    admin = sa.create_engine(pg_url)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["writer_role"] == role
+        schema = admin_url.rsplit("%3D", 1)[1]
+        with admin.connect() as conn:
+            rights = {
+                (table, right): conn.execute(
+                    sa.text("SELECT has_table_privilege(:role, :table, :right)"),
+                    {"role": role, "table": f"{schema}.{table}", "right": right},
+                ).scalar_one()
+                for table in (db.SCORES_TABLE, db.CUSTOMER_TABLE, db.LABELS_TABLE)
+                for right in ("SELECT", "INSERT", "DELETE", "UPDATE", "TRUNCATE", "REFERENCES", "TRIGGER")
+            }
+        granted = {key for key, allowed in rights.items() if allowed}
+        assert {right for _, right in granted} == {"SELECT", "INSERT", "DELETE"}
+        assert len(granted) == 9
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        admin.dispose()

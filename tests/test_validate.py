@@ -250,3 +250,28 @@ def test_leftovers_of_a_killed_run_are_cleaned(settings: Settings, landing: Path
 
     assert [p.name for p in validated.iterdir()] == ["date=2026-01-05"]
     assert sorted(p.name for p in reports.iterdir()) == ["date=2026-01-05", "date=2026-01-05.json"]
+
+
+def test_label_outcome_does_not_depend_on_validation_order(tmp_path: Path) -> None:
+    """A range validated in parallel may reach day 2 before day 1: labels must come out the same."""
+    landing = tmp_path / "landing"
+    day2 = date(2026, 1, 6)
+    write(landing, "transactions", "a.csv", [tx("old"), tx("bad-amount", amount="-5")])
+    write(landing, "transactions", "a.csv", [tx("new", day=day2)], day=day2)
+    labels = [{"event_id": e, "is_fraud": "1"} for e in ("old", "bad-amount", "new", "never")]
+    write(landing, "labels", "a.csv", labels, day=day2)
+    in_order = Settings(home=tmp_path / "a", landing=landing)
+    out_of_order = Settings(home=tmp_path / "b", landing=landing)
+
+    validate_day(in_order, DAY)
+    validate_day(in_order, day2)
+    validate_day(out_of_order, day2)
+    validate_day(out_of_order, DAY)
+
+    for log in ("labels",):
+        a = read_validated(in_order, log, [day2]).collect()
+        b = read_validated(out_of_order, log, [day2]).collect()
+        assert a.equals(b)
+        assert sorted(a["event_id"].to_list()) == ["bad-amount", "new", "old"]  # a quarantined tx was landed
+        assert read_quarantine(in_order, log, day2)["event_id"].to_list() == ["never"]
+        assert read_quarantine(out_of_order, log, day2)["reason"].to_list() == ["unknown_event_id"]

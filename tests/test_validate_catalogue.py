@@ -96,6 +96,13 @@ def truncated_parquet(landing: Path) -> None:
     path.write_bytes(path.read_bytes()[:-40])
 
 
+def symlink_outside(landing: Path) -> None:
+    """A well-formed CSV outside the landing folder, linked into the day's partition."""
+    outside = landing.parent / "outside.csv"
+    outside.write_text(csv_text([tx("outside")], BASE_COLUMNS))
+    (folder(landing, "transactions") / "escape.csv").symlink_to(outside)
+
+
 def csv_text(rows: list[dict[str, str]], columns: list[str]) -> str:
     lines = [",".join(columns)] + [",".join(r[c] for c in columns) for r in rows]
     return "\n".join(lines) + "\n"
@@ -422,6 +429,13 @@ CASES = [
         bytes_to(T, "ragged.csv", (csv_text([tx("r")], BASE_COLUMNS) + "a,b,c,d,e,f,g,h,i,j,k,l\n").encode()),
     ),
     Case(
+        "symlink to a file outside the landing folder",
+        "day fails",
+        "resolves outside the landing folder",
+        T,
+        symlink_outside,
+    ),
+    Case(
         "file that is neither Parquet nor CSV",
         "day fails",
         "unsupported file type .json",
@@ -493,3 +507,111 @@ def test_file_defect_case(case: Case, tmp_path: Path) -> None:
     assert f"{case.log}/date=2026-01-05/" in message
     assert raised.value.report["status"] == "failed"  # type: ignore[attr-defined]
     assert not (settings.validated_dir / T / "date=2026-01-05").exists()
+
+
+def test_data_docs_html_sits_next_to_the_json_report(shared_day: tuple[Settings, dict]) -> None:
+    from pipeline.validate import data_docs_dir, report_path
+
+    settings, report = shared_day
+    index = Path(report["data_docs"])
+    assert index == data_docs_dir(settings, DAY) / "index.html" and index.is_file()
+    assert data_docs_dir(settings, DAY).parent == report_path(settings, DAY).parent
+    pages = " ".join(p.read_text(errors="replace") for p in index.parent.rglob("*.html"))
+    for reason in {c.reason for c in ROW_CASES if c.handling == "quarantined"}:
+        assert reason in pages, reason
+
+
+# ---------------------------------------------------------------- docs/failure-modes.md
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "failure-modes.md"
+BEGIN, END = "<!-- generated: bad inputs -->", "<!-- end generated -->"
+CRASH_BEGIN = "<!-- generated: crash points -->"
+
+# How each crash point is handled and what tests/test_kill.py asserts after the kill and the re-run.
+CRASH_HANDLING: dict[str, tuple[str, str]] = {
+    "validate.staged": (
+        "staging folders dropped on the next run",
+        "previous day byte-identical and still validated",
+    ),
+    "validate.swapping": (
+        "journal written: the next run rolls the commit forward",
+        "day hidden from readers until then; re-run equals an uninterrupted run",
+    ),
+    "validate.before_report": (
+        "journal written: the next run rolls the commit forward",
+        "day hidden from readers until then; re-run equals an uninterrupted run",
+    ),
+    "score.deleted": ("DB transaction never committed: rolled back", "old rows intact, scored_at included"),
+    "score.inserted": ("DB transaction never committed: rolled back", "old rows intact, scored_at included"),
+    "score.labels": (
+        "day's scores committed whole; labels merged by the re-run",
+        "scores whole, same values",
+    ),
+    "train.logged": ("run left unregistered; champion untouched", "no new version, champion unchanged"),
+    "train.registered": ("version registered, alias not moved; gate reruns", "champion unchanged"),
+}
+
+
+def measured_rows(case: Case, settings: Settings) -> tuple[int, int, int]:
+    """(rows the case landed, rows of it found kept, rows of it found quarantined) in the output."""
+    ids = set(case.kept) | set(case.quarantined)
+    kept = (
+        read_validated(settings, case.log, [DAY]).collect().filter(pl.col("event_id").is_in(list(ids))).height
+    )
+    quarantined = read_quarantine(settings, case.log, DAY).filter(pl.col("event_id").is_in(list(ids))).height
+    return len(case.kept) + len(case.quarantined), kept, quarantined
+
+
+def failure_modes_tables(settings: Settings) -> tuple[str, str]:
+    """The two generated tables of docs/failure-modes.md, measured on the shared catalogue day."""
+    lines = [
+        "| # | case | log | handling | reason code / error | rows in | kept | quarantined | lost | test |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lost_total = 0
+    for number, case in enumerate(CASES, 1):
+        if case.handling == "day fails":
+            counts = "— | 0 | 0 | 0: nothing written, earlier output kept"
+            test = "test_file_defect_case"
+        else:
+            n_in, kept, quarantined = measured_rows(case, settings)
+            counts = f"{n_in} | {kept} | {quarantined} | {n_in - kept - quarantined}"
+            lost_total += n_in - kept - quarantined
+            test = "test_row_case"
+        reason = f"`{case.reason}`" if case.reason != "-" else "—"
+        lines.append(
+            f"| {number} | {case.name} | {case.log} | {case.handling} | {reason} | {counts} | `{test}` |"
+        )
+    bad_inputs = "\n".join(lines) + (
+        f"\n\n{len(CASES)} cases tried ({len(ROW_CASES)} row-level, {len(DEFECT_CASES)} file defects);"
+        f" rows lost: {lost_total}.\n"
+    )
+    from pipeline.faults import CHECKPOINTS
+
+    crash = [
+        "| crash point (`FRAUDSEQ_TEST_KILL_AT`) | where | handling | after kill + re-run | rows lost | duplicates |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, where in CHECKPOINTS.items():
+        handling, outcome = CRASH_HANDLING[name]
+        crash.append(f"| `{name}` | {where} | {handling} | {outcome} | 0 | 0 |")
+    return bad_inputs, "\n".join(crash) + "\n"
+
+
+def test_failure_modes_doc_matches_the_catalogue(shared_day: tuple[Settings, dict]) -> None:
+    """docs/failure-modes.md holds the measured tables; WRITE_DOCS=1 regenerates them."""
+    import os
+
+    settings, _ = shared_day
+    bad_inputs, crash = failure_modes_tables(settings)
+    assert bad_inputs.rstrip().endswith("rows lost: 0."), bad_inputs
+    text = DOC.read_text()
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END, 1)
+    middle, crash_rest = tail.split(CRASH_BEGIN)
+    _, crash_tail = crash_rest.split(END, 1)
+    wanted = f"{head}{BEGIN}\n{bad_inputs}{END}{middle}{CRASH_BEGIN}\n{crash}{END}{crash_tail}"
+    if os.environ.get("WRITE_DOCS") == "1":
+        DOC.write_text(wanted)
+    assert text == wanted, "docs/failure-modes.md is stale: rerun this test with WRITE_DOCS=1"
+    assert set(CRASH_HANDLING) == set(__import__("pipeline.faults").faults.CHECKPOINTS)
