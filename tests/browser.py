@@ -25,7 +25,7 @@ def chromium() -> str:
 
 
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    with tempfile.TemporaryDirectory(prefix="fraudseq-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="fraudseq-chromium-", ignore_cleanup_errors=True) as profile:
         cmd = [
             chromium(),
             "--headless",
@@ -84,7 +84,7 @@ def app_screenshot(
     from websockets.sync.client import connect
 
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="fraudseq-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="fraudseq-chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [
                 chromium(),
