@@ -210,11 +210,7 @@ def test_airflow_backfill_create_with_a_running_scheduler(
             "backfill", "create", "--dag-id", "fraudseq_validate",
             "--from-date", f"{start}T01:00:00+00:00", "--to-date", f"{end}T01:00:00+00:00",
         )  # fmt: skip
-        runs = [r for r in airflow.wait_for_runs("fraudseq_validate", 2) if r.get("run_type") == "backfill"]
-        while len(runs) < 2:
-            runs = [
-                r for r in airflow.wait_for_runs("fraudseq_validate", 3) if r.get("run_type") == "backfill"
-            ]
+        runs = airflow.wait_for_runs("fraudseq_validate", 2, run_id_prefix="backfill__")
     assert len(runs) == 2 and all(r["state"] == "success" for r in runs), runs
     for day in days:
         report = json.loads((home / "reports" / "validation" / f"date={day}.json").read_text())
