@@ -8,6 +8,14 @@ scores database (`transaction_scores`, `customer_daily_risk`, `fraud_labels`).
   validated yet fails the task, which retries).
 - The champion is resolved to a version number once, at the start of the run.
 - Day: the `date` param, else the UTC day before the logical date; `start`/`end` map a range.
+- Each day is split into `FRAUDSEQ_SHARDS` (or the `shards` param) customer shards by
+  xxhash64 of `customer_id`; (day, shard) pairs are mapped with `.expand` and may run on
+  different workers. Shards write logits to `FRAUDSEQ_SHARED_URL`; one `finalise` per day
+  ranks and alerts over all shards and commits the day in one transaction. XCom carries
+  only paths and counts.
+- Each day gets `$FRAUDSEQ_HOME/reports/<day>.html` (also in MLflow, `fraudseq-reports`).
+- PSI above `FRAUDSEQ_DRIFT_THRESHOLD` logs a warning and emits the `fraudseq_drift` asset,
+  which triggers `fraudseq_train`.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+DRIFT = Asset(name="fraudseq_drift", uri="file:///fraudseq/drift")
 
 
 @dag(
@@ -31,6 +41,9 @@ from airflow.sdk import Param, dag, get_current_context, task
         "end": Param(None, type=["null", "string"], format="date", description="Last day of a range."),
         "model_uri": Param(
             None, type=["null", "string"], description="models:/NAME@ALIAS or models:/NAME/VERSION."
+        ),
+        "shards": Param(
+            None, type=["null", "integer"], minimum=1, description="Shards per day (default FRAUDSEQ_SHARDS)."
         ),
     },
     tags=["fraudseq"],
@@ -53,17 +66,49 @@ def fraudseq_score() -> None:
         use_tracking(settings.tracking_uri)
         return list(resolve_version(get_current_context()["params"].get("model_uri"), settings.model_name))
 
-    # DuckDB takes one writer at a time; raise FRAUDSEQ_SCORE_PARALLELISM on PostgreSQL.
-    @task(max_active_tis_per_dagrun=int(os.environ.get("FRAUDSEQ_SCORE_PARALLELISM", "1")))
-    def score(day: str, pinned: list[str]) -> dict:
+    @task
+    def shards() -> list[int]:
+        from pipeline.config import Settings
+
+        n = get_current_context()["params"].get("shards") or Settings().shards
+        return list(range(int(n)))
+
+    @task
+    def score_shard(day: str, shard: int, pinned: list[str], n_shards: list[int]) -> dict:
         from datetime import date
 
         from pipeline.config import Settings
-        from pipeline.score import score_day
+        from pipeline.shards import score_shard
 
-        return score_day(Settings(), date.fromisoformat(day), pinned=(pinned[0], pinned[1]))
+        return score_shard(Settings(), date.fromisoformat(day), shard, len(n_shards), (pinned[0], pinned[1]))
 
-    score.partial(pinned=pin_model()).expand(day=days())
+    # DuckDB takes one writer at a time; raise FRAUDSEQ_SCORE_PARALLELISM on PostgreSQL.
+    @task(max_active_tis_per_dagrun=int(os.environ.get("FRAUDSEQ_SCORE_PARALLELISM", "1")))
+    def finalise(day: str, pinned: list[str], n_shards: list[int], outputs: list[dict]) -> dict:
+        from datetime import date
+
+        from pipeline.config import Settings
+        from pipeline.shards import finalise_day
+
+        paths = [o["path"] for o in outputs if o["date"] == day]
+        return finalise_day(Settings(), date.fromisoformat(day), (pinned[0], pinned[1]), len(n_shards), paths)
+
+    pinned = pin_model()
+    day_list = days()
+    shard_list = shards()
+    outputs = score_shard.partial(pinned=pinned, n_shards=shard_list).expand(day=day_list, shard=shard_list)
+    finalised = finalise.partial(pinned=pinned, n_shards=shard_list, outputs=outputs).expand(day=day_list)
+
+    @task(outlets=[DRIFT])
+    def announce_drift(results: list[dict]) -> list[str]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        drifted = [r["date"] for r in results if r.get("drifted")]
+        if not drifted:
+            raise AirflowSkipException("no PSI above the drift threshold")
+        return drifted
+
+    announce_drift(finalised)
 
 
 fraudseq_score()

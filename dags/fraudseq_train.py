@@ -5,7 +5,8 @@ Trains a new model version on the last `FRAUDSEQ_TRAIN_DAYS` validated days (or 
 `train_start`/`train_end` params), logs it to MLflow, registers it and applies the gate:
 `champion` moves only if the new version beats it on the same validation window.
 
-Runs weekly (Mondays 04:00 UTC) and whenever `fraudseq_validate` reports new labels.
+Runs weekly (Mondays 04:00 UTC), whenever `fraudseq_validate` reports new labels, and
+whenever `fraudseq_score` reports drift (`fraudseq_drift`). The gate still decides.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from airflow.sdk import (
 )
 
 LABELS = Asset(name="fraudseq_labels", uri="file:///fraudseq/labels")
+DRIFT = Asset(name="fraudseq_drift", uri="file:///fraudseq/drift")
 
 
 @dag(
     dag_id="fraudseq_train",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=[LABELS]
+        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=(LABELS | DRIFT)
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,

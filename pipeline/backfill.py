@@ -22,6 +22,7 @@ def backfill_range(
     history simply lacks that day, which is a warning). The command fails at the end if
     any day failed.
     """
+    from rich.console import Console
     from rich.progress import Progress
 
     from pipeline.registry import resolve_version, use_tracking
@@ -32,7 +33,7 @@ def backfill_range(
     pinned = resolve_version(model_uri, settings.model_name)
     days: list[dict[str, Any]] = []
     failed: list[str] = []
-    with Progress(transient=True) as progress:
+    with Progress(console=Console(stderr=True), transient=True) as progress:  # stdout stays JSON
         task = progress.add_task("backfill", total=(end - start).days + 1)
         for day in day_range(start, end):
             try:

@@ -166,7 +166,8 @@ def score_gbt(prep: Prepared, fd: FoldData, cfg: dict[str, Any], seed: int) -> n
     model.fit(
         prep.x[fd.rows["train"]],
         fd.y["train"],
-        eval_set=[(prep.x[fd.rows["early_stop"]], fd.y["early_stop"])],
+        eval_X=(prep.x[fd.rows["early_stop"]],),
+        eval_y=(fd.y["early_stop"],),
         eval_metric="average_precision",
         callbacks=[lgb.early_stopping(cfg["early_stopping_rounds"], verbose=False)],
     )

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -128,17 +129,21 @@ def train(
     model: Annotated[str | None, typer.Option("--model", help="Registered model name.")] = None,
     seed: int = 0,
     epochs: Annotated[int, typer.Option(min=1)] = 8,
+    nproc: Annotated[
+        int,
+        typer.Option("--nproc", min=1, help="Processes for DDP training under torchrun (see docs/ddp.md)."),
+    ] = 1,
     as_json: Json = False,
 ) -> None:
     """Build windows, train, log to MLflow, register a version and apply the gate."""
+    from pipeline.ddp import train_distributed
     from pipeline.train import TrainOptions, train_model
 
     s, e = parse_day(train_start, "--train-start"), parse_day(train_end, "--train-end")
+    fit = train_model if nproc == 1 else partial(train_distributed, nproc=nproc)
     _run(
         as_json,
-        lambda: train_model(
-            _settings(landing), s, e, model, seed, TrainOptions(epochs=epochs), progress=not as_json
-        ),
+        lambda: fit(_settings(landing), s, e, model, seed, TrainOptions(epochs=epochs), progress=not as_json),
         lambda r: (
             f"{r['model_name']} version {r['version']}: {'promoted' if r['promoted'] else 'not promoted'} ({r['reason']})"
         ),
@@ -202,12 +207,10 @@ def backfill(
 
 @app.command()
 def status(as_json: Json = False) -> None:
-    """Champion version, last validated and scored days, latest alert count."""
-    from pipeline.status import pipeline_status
+    """Champion version, last validated and scored days, latest alert count, drift."""
+    from pipeline.status import format_status, pipeline_status
 
-    _run(
-        as_json, lambda: pipeline_status(_settings()), lambda r: "\n".join(f"{k}: {v}" for k, v in r.items())
-    )
+    _run(as_json, lambda: pipeline_status(_settings()), format_status)
 
 
 @app.command()

@@ -83,7 +83,8 @@ def fit_gbt(data: EventData, ex: Examples, test_rows: np.ndarray, seed: int) -> 
     model.fit(
         x_fit[tr],
         ex.y[tr],
-        eval_set=[(x_fit[va], ex.y[va])],
+        eval_X=(x_fit[va],),
+        eval_y=(ex.y[va],),
         eval_metric="average_precision",
         callbacks=[lgb.early_stopping(50, verbose=False)],
     )

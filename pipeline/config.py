@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     train_days: int = Field(default=28, ge=2)
     score_parallelism: int = Field(default=1, ge=1)
     drift_threshold: float = 0.2
+    shards: int = Field(default=1, ge=1, le=4096)
+    shared_url: str | None = None
 
     # ---- derived locations (contract section 5) ----
     @property
@@ -58,6 +60,11 @@ class Settings(BaseSettings):
     @property
     def scores_db_url(self) -> str:
         return self.scores_url or f"duckdb:///{self.home_dir / 'scores.duckdb'}"
+
+    @property
+    def shared_location(self) -> str:
+        """fsspec URL where workers exchange intermediate artifacts (shard outputs)."""
+        return (self.shared_url or str(self.home_dir / "shared")).rstrip("/")
 
     @property
     def tracking_uri(self) -> str:

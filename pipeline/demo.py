@@ -132,6 +132,7 @@ def run_demo(settings: Settings, customers: int = 300, days: int = 35, seed: int
             'FROM current_scores WHERE alert ORDER BY score_date DESC, risk_rank LIMIT 10"',
             f"  (or: .venv/bin/python -c \"import duckdb; print(duckdb.connect('{home / 'scores.duckdb'}', read_only=True)"
             ".sql('SELECT * FROM current_scores WHERE alert ORDER BY score_date DESC, risk_rank LIMIT 10'))\")",
+            f"Daily reports: {settings.reports_dir}/<day>.html (latest: {settings.reports_dir / f'{last}.html'})",
             f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {redact_url(settings.tracking_uri)}",
             f"Airflow UI: AIRFLOW_HOME={settings.airflow_home} AIRFLOW__CORE__DAGS_FOLDER={DAGS_FOLDER} .venv/bin/airflow standalone",
         ]

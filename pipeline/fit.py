@@ -19,6 +19,7 @@ from pipeline.metrics import auc_roc, average_precision
 if TYPE_CHECKING:
     import torch
 
+    from pipeline.ddp import Replicas
     from pipeline.model import SequenceClassifier, SequenceModelConfig
 
 LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
@@ -247,7 +248,7 @@ def progress_bar(enabled: bool) -> Any:
 
 
 def train_epoch(
-    model: SequenceClassifier,
+    model: torch.nn.Module,
     optimiser: torch.optim.Optimizer,
     loss_fn: LossFn,
     batches: list[np.ndarray],
@@ -255,19 +256,25 @@ def train_epoch(
     cfg: FitConfig,
     device: torch.device,
     advance: Callable[[], None],
+    replicas: Replicas | None = None,
 ) -> float:
-    """One pass over ``batches``; returns the mean training loss per window."""
+    """One pass over ``batches``; returns the mean training loss per window.
+
+    With ``replicas`` each global batch is split across the ranks and each rank's loss is scaled
+    by its share, so DDP's gradient average equals the gradient of the whole batch.
+    """
     import torch
 
     X, lengths, y = data
     model.train()
     total, count = 0.0, 0
     for idx in batches:
-        x, lens = to_tensors(X, lengths, idx, device)
-        target = torch.from_numpy(y[idx].astype(np.float32)).to(device)  # (B,)
+        local, scale = replicas.local_batch(idx) if replicas is not None else (idx, 1.0)
+        x, lens = to_tensors(X, lengths, local, device)
+        target = torch.from_numpy(y[local].astype(np.float32)).to(device)  # (B,)
         with autocast(device, cfg.amp):
             logits = model(x, lens)  # (B,)
-        loss = loss_fn(logits.float(), target)
+        loss = loss_fn(logits.float(), target) * scale
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -276,7 +283,7 @@ def train_epoch(
         total += float(loss.detach()) * len(idx)
         count += len(idx)
         advance()
-    return total / max(count, 1)
+    return total / max(count, 1) if replicas is None else replicas.mean(total, count)
 
 
 def validation_loss(loss_fn: LossFn, logits: np.ndarray, y: np.ndarray) -> float:
@@ -298,12 +305,15 @@ def fit_sequence_model(
     seed: int = 0,
     device: torch.device | None = None,
     progress: bool = True,
+    replicas: Replicas | None = None,
 ) -> FitResult:
     """Train with AdamW and keep the weights of the epoch with the best validation AP.
 
     Deterministic on CPU for a ``seed``: torch is seeded once before the weights are drawn, and
     every shuffle comes from one ``numpy`` Generator. If the validation windows hold a single
     class, AP is undefined and the epoch with the lowest validation loss is kept instead.
+    With ``replicas`` (one rank of a torchrun job, see ``pipeline.ddp``) the model trains under
+    DistributedDataParallel and every rank keeps the epoch that rank 0 chose.
     """
     import torch
 
@@ -317,6 +327,7 @@ def fit_sequence_model(
     rng = np.random.default_rng(seed)
     with deterministic(seed), progress_bar(progress) as bar:
         model = build_model(model_cfg).to(device)
+        net = replicas.wrap(model) if replicas is not None else model
         optimiser = torch.optim.AdamW(model.parameters(), lr=fit_cfg.lr, weight_decay=fit_cfg.weight_decay)
         n_pos = int(y_tr.sum())
         n_neg = len(y_tr) - n_pos
@@ -336,7 +347,7 @@ def fit_sequence_model(
             bar.reset(task, total=len(batches), description=f"epoch {epoch}/{fit_cfg.epochs}")
             started = time.perf_counter()
             train_loss = train_epoch(
-                model,
+                net,
                 optimiser,
                 loss_fn,
                 batches,
@@ -344,11 +355,13 @@ def fit_sequence_model(
                 fit_cfg,
                 device,
                 lambda: bar.advance(task),
+                replicas,
             )
             seconds = time.perf_counter() - started
             seen, train_seconds = seen + len(sample), train_seconds + seconds
 
-            val_logits = predict_logits(model, X_val, len_val, device=device, amp=fit_cfg.amp)
+            predict = replicas.predict_logits if replicas is not None else predict_logits
+            val_logits = predict(model, X_val, len_val, device=device, amp=fit_cfg.amp)
             row = {
                 "epoch": epoch,
                 "train_loss": train_loss,
@@ -360,7 +373,10 @@ def fit_sequence_model(
             }
             history.append(row)
             score = -row["val_loss"] if single_class else row["val_average_precision"]
-            if best is None or score > best[0]:
+            improved = best is None or score > best[0]
+            if replicas is not None:
+                improved = replicas.agree(improved)  # rank 0 decides, so no rank stops alone
+            if improved or best is None:
                 state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 best = (score, epoch, state, val_logits)
             elif epoch - best[1] >= fit_cfg.patience:

@@ -36,6 +36,7 @@ class ModelBundle:
     normaliser: Normaliser
     calibrator: dict[str, Any]
     window: int
+    drift_reference: dict[str, Any] | None = None  # pipeline.drift bins fixed at training
 
     def logits(self, windows: np.ndarray, lengths: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Raw logits for windows of raw (un-normalised) features."""
@@ -69,6 +70,7 @@ class ModelBundle:
             "normaliser": self.normaliser.to_dict(),
             "calibrator": self.calibrator,
             "window": self.window,
+            "drift_reference": self.drift_reference,
         }
         (folder / "bundle.json").write_text(json.dumps(meta, indent=2))
         return folder
@@ -90,6 +92,7 @@ class ModelBundle:
             Normaliser.from_dict(meta["normaliser"]),
             meta["calibrator"],
             int(meta["window"]),
+            meta.get("drift_reference"),
         )
 
 

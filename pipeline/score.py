@@ -12,7 +12,7 @@ import polars as pl
 from features.windows import gather_windows
 from pipeline.config import Settings
 from pipeline.registry import ModelBundle
-from pipeline.sequences import EventData, check_days, load_events
+from pipeline.sequences import EventData, check_days
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,10 @@ def rank_and_alert(scores: np.ndarray, event_ids: list[str], budget: int) -> tup
 def score_events(
     bundle: ModelBundle, data: EventData, day: date, budget: int, model_name: str, model_version: str
 ) -> pl.DataFrame:
-    """The ``transaction_scores`` rows of ``day``: one per kept transaction."""
-    from pipeline.reasons import occlusion_weights, reasons_json
+    """The ``transaction_scores`` rows of ``day`` from events already in memory (one process).
 
+    The reference for the sharded path (``pipeline.shards``), which ``score_day`` uses.
+    """
     rows = data.transaction_rows(day, day)
     windows, lengths = gather_windows(data.matrix, data.starts, rows, bundle.window)
     probs = bundle.predict_proba(windows, lengths) if len(rows) else np.zeros(0)
@@ -39,14 +40,8 @@ def score_events(
 
     reasons = ["[]"] * len(rows)
     alert_idx = np.flatnonzero(alerts)
-    if len(alert_idx):
-        weights = occlusion_weights(windows[alert_idx], lengths[alert_idx], bundle.predict_proba)
-        offsets = np.arange(-bundle.window + 1, 1)
-        medians = _customer_median_amounts(data, rows[alert_idx])
-        for k, i in enumerate(alert_idx):
-            window_rows = rows[i] + offsets
-            window_rows = np.where(np.arange(bundle.window) >= bundle.window - lengths[i], window_rows, -1)
-            reasons[i] = reasons_json(data.events, window_rows, weights[k], medians[k])
+    for i, text in zip(alert_idx.tolist(), alert_reasons(bundle, data, rows[alert_idx]), strict=True):
+        reasons[i] = text
     return tx.select(
         "event_id",
         "customer_id",
@@ -62,16 +57,14 @@ def score_events(
     )
 
 
-def _customer_median_amounts(data: EventData, rows: np.ndarray) -> list[float | None]:
-    """Median of each row's customer's earlier transaction amounts (for reason texts)."""
-    out: list[float | None] = []
-    amounts = data.events["amount"].to_numpy()
-    source = data.events["source"].to_numpy()
-    for r in rows:
-        s = data.starts[r]
-        prev = amounts[s:r][source[s:r] == 1]
-        out.append(float(np.median(prev)) if len(prev) else None)
-    return out
+def alert_reasons(bundle: ModelBundle, data: EventData, rows: np.ndarray) -> list[str]:
+    """Reasons JSON (occlusion over the window) for the transactions at event rows ``rows``."""
+    from pipeline.reasons import explain_alerts
+
+    if not len(rows):
+        return []
+    windows, lengths = gather_windows(data.matrix, data.starts, rows, bundle.window)
+    return explain_alerts(data, rows, windows, lengths, bundle.predict_proba)
 
 
 def score_day(
@@ -81,34 +74,18 @@ def score_day(
 
     ``pinned`` is a (name, version) already resolved by the caller (a DAG run resolves the
     champion once at its start); otherwise ``model_uri`` or the champion is resolved here, once.
+    The day is scored in ``settings.shards`` customer shards, one after the other, then
+    finalised: the same code the Airflow DAG spreads over workers (``pipeline.shards``).
     """
-    from pipeline import db, faults
     from pipeline.registry import load_bundle, resolve_version, use_tracking
-    from pipeline.sequences import read_labels
+    from pipeline.shards import finalise_day, score_shard
 
     use_tracking(settings.tracking_uri)
     name, version = pinned or resolve_version(model_uri, settings.model_name)
     bundle = load_bundle(name, version)
     days = check_days(settings, [day], settings.history_range(day))
-    data = load_events(settings, days)
-    scores = score_events(bundle, data, day, settings.alert_budget, name, version)
-    risk = db.customer_daily_summary(scores)
-
-    engine = db.make_engine(settings.scores_db_url)
-    try:
-        db.init_schema(engine)
-        db.write_scored_day(engine, scores, risk, day, version)
-        faults.checkpoint("score.labels")
-        db.upsert_labels(engine, read_labels(settings, None))
-    finally:
-        engine.dispose()
-    n_alerts = int(scores["alert"].sum())
-    log.info("scored %s: %d transactions, %d alerts, %s v%s", day, scores.height, n_alerts, name, version)
-    return {
-        "date": day.isoformat(),
-        "model_name": name,
-        "model_version": version,
-        "n_transactions": scores.height,
-        "n_alerts": n_alerts,
-        "max_risk_score": float(scores["risk_score"].max() or 0.0) if scores.height else 0.0,  # type: ignore[arg-type]
-    }
+    n = settings.shards
+    outs = [score_shard(settings, day, k, n, (name, version), bundle=bundle, days=days) for k in range(n)]
+    return finalise_day(
+        settings, day, (name, version), n, [o["path"] for o in outs], bundle=bundle, days=days
+    )

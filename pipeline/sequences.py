@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -57,15 +58,28 @@ def check_days(settings: Settings, needed: list[date], context: list[date]) -> l
     return [d for d in context + needed if d in ok]
 
 
-def load_events(settings: Settings, days: list[date], include_logins: bool = True) -> EventData:
+def load_events(
+    settings: Settings,
+    days: list[date],
+    include_logins: bool = True,
+    *,
+    customers: Collection[str] | None = None,
+) -> EventData:
     """Interleave validated logins and transactions of ``days`` and featurise them.
 
     ``include_logins=False`` builds transaction-only sequences (for ablations).
+    ``customers`` keeps only those customers' events; the filter is pushed into the lazy
+    Parquet scan, before any feature work. Features only ever look at one customer's own
+    events, so a customer's rows are the same whether read alone or with everybody.
     """
     from pipeline.validate import read_validated
 
     tx = read_validated(settings, "transactions", days)
     logins = read_validated(settings, "logins", days)
+    if customers is not None:
+        wanted = pl.Series("customer_id", sorted(set(customers)), dtype=pl.String)
+        tx = tx.filter(pl.col("customer_id").is_in(wanted))
+        logins = logins.filter(pl.col("customer_id").is_in(wanted))
     if not include_logins:
         logins = logins.filter(pl.lit(False))
     events = build_event_table(tx, logins)

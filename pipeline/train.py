@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -26,6 +26,9 @@ from pipeline.config import Settings
 from pipeline.errors import MissingInputError, UsageError
 from pipeline.faults import checkpoint
 from pipeline.sequences import EventData, check_days, day_range, load_events, read_labels
+
+if TYPE_CHECKING:
+    from pipeline.ddp import Replicas
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +141,13 @@ class Fitted:
 
 
 def fit_bundle(
-    data: EventData, ex: Examples, window: int, opts: TrainOptions, seed: int = 0, progress: bool = True
+    data: EventData,
+    ex: Examples,
+    window: int,
+    opts: TrainOptions,
+    seed: int = 0,
+    progress: bool = True,
+    replicas: Replicas | None = None,
 ) -> Fitted:
     """Normalise on the training period, fit on its windows, calibrate on the validation window."""
     from pipeline.calibration import PlattCalibrator
@@ -182,8 +191,9 @@ def fit_bundle(
         model_cfg,
         fit_cfg,
         seed=seed,
-        device=pick_device(),
+        device=replicas.device if replicas is not None else pick_device(),
         progress=progress,
+        replicas=replicas,
     )
     net = result.model.cpu().eval()
     calibrator = PlattCalibrator().fit(result.val_logits, y_va)
@@ -208,8 +218,13 @@ def train_model(
     seed: int = 0,
     options: TrainOptions | None = None,
     progress: bool = True,
+    replicas: Replicas | None = None,
 ) -> dict[str, Any]:
-    """Build windows, fit, calibrate, log to MLflow, register a version and apply the gate."""
+    """Build windows, fit, calibrate, log to MLflow, register a version and apply the gate.
+
+    Under torchrun (``replicas``, see ``pipeline.ddp``) every rank fits; only rank 0 goes on
+    to MLflow, the registry and the gate.
+    """
     import mlflow
     from pipeline.metrics import average_precision
     from pipeline.registry import (
@@ -235,7 +250,10 @@ def train_model(
     )
     _check_examples(ex)
 
-    fitted = fit_bundle(data, ex, settings.window, opts, seed, progress)
+    fitted = fit_bundle(data, ex, settings.window, opts, seed, progress, replicas)
+    if replicas is not None and not replicas.settle(fitted.bundle.net):
+        return {"rank": replicas.rank, "metrics": fitted.metrics}
+    fitted.bundle.drift_reference = drift_reference(data, train_start, train_end, fitted.val_probs)
     bundle, metrics, y_va = fitted.bundle, fitted.metrics, fitted.y_val
     model_cfg, fit_cfg, y_tr, x_va = fitted.model_config, fitted.fit_config, fitted.y_train, fitted.x_val
     W = settings.window
@@ -271,6 +289,7 @@ def train_model(
             "n_immature": ex.n_immature,
             **{f"model_{k}": v for k, v in model_cfg.to_dict().items()},
             **{f"fit_{k}": v for k, v in asdict(fit_cfg).items()},
+            **(replicas.mlflow_params() if replicas is not None else {}),
         }
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
@@ -280,7 +299,9 @@ def train_model(
             )
         model_uri = log_bundle(bundle, x_va[: min(len(x_va), 8)], Path(tmp))
         checkpoint("train.logged")
-        card = model_card(name, params, metrics, reason, champ, days, run.info.run_id)
+        card = model_card(
+            name, params, metrics, reason, champ, days, run.info.run_id, bundle.normaliser.to_dict()
+        )
         mlflow.log_text(card, "model_card.md")
         tags = {
             "train_window": f"{train_start}..{train_end}",
@@ -288,6 +309,7 @@ def train_model(
             "features": ",".join(FEATURE_NAMES),
             "gate": reason,
             "partitions": f"{days[0]}..{days[-1]} ({len(days)} days)",
+            "normaliser": f"standardise {sum(1 for v in bundle.normaliser.std if v != 1.0)} continuous features",
         }
         version = register(model_uri, name, run.info.run_id, tags=tags, description=card)
         mlflow.set_tag("registered_version", version)
@@ -305,16 +327,40 @@ def train_model(
     }
 
 
+def drift_reference(data: EventData, train_start: date, train_end: date, val_probs: np.ndarray) -> dict:
+    """PSI bins of the training window's transaction features and of the validation scores."""
+    from pipeline.drift import build_reference
+
+    rows = data.transaction_rows(train_start, train_end)
+    return build_reference(data.matrix[rows], FEATURE_NAMES, val_probs)
+
+
 def model_card(
-    name: str, params: dict, metrics: dict, gate: str, champion: str | None, days: list[date], run_id: str
+    name: str,
+    params: dict,
+    metrics: dict,
+    gate: str,
+    champion: str | None,
+    days: list[date],
+    run_id: str,
+    normaliser: dict | None = None,
 ) -> str:
-    """A markdown model card: training window, volumes, features, metrics, gate and lineage."""
+    """A markdown model card: training window, volumes, features, normaliser, metrics, gate and lineage."""
+    n_ex = params["n_train"] + params["n_val"]
+    n_fraud = params["n_train_fraud"] + params["n_val_fraud"]
+    norm = normaliser or {"feature_names": list(FEATURE_NAMES), "mean": [], "std": []}
+    scaled = [
+        f"| {f} | {m:.4g} | {s:.4g} |"
+        for f, m, s in zip(norm["feature_names"], norm["mean"], norm["std"], strict=False)
+        if (m, s) != (0.0, 1.0)
+    ]
     lines = [
         f"# {name}",
         "",
         f"Trained on {params['train_start']}..{params['train_end']}; validated on {params['val_start']}..{params['val_end']}.",
         f"Training windows: {params['n_train']} ({params['n_train_fraud']} fraud); "
         f"validation: {params['n_val']} ({params['n_val_fraud']} fraud).",
+        f"Fraud rate: {n_fraud / max(n_ex, 1):.4%} of {n_ex} labelled or matured transactions.",
         "",
         "## Validation metrics",
         *[f"- {k}: {v:.4f}" for k, v in metrics.items()],
@@ -322,6 +368,14 @@ def model_card(
         f"## Gate\n{gate} (previous champion: {champion or 'none'})",
         "",
         f"## Features ({len(FEATURE_NAMES)})\n{', '.join(FEATURE_NAMES)}",
+        "",
+        "## Normaliser",
+        "Standardisation (x - mean) / std fitted on the training period before the validation window;"
+        " flags, one-hots and cyclic features pass through unchanged.",
+        "",
+        "| feature | mean | std |",
+        "|---|---|---|",
+        *scaled,
         "",
         f"## Lineage\n- MLflow run: {run_id}\n- partitions: {days[0]}..{days[-1]} ({len(days)} validated days)",
         "",

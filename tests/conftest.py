@@ -27,9 +27,28 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(key)
 
 
+@pytest.fixture(autouse=True)
+def _isolated_environment() -> Iterator[None]:
+    """Each test starts from the session's environment and leaves it as it found it.
+
+    ``mlflow.set_tracking_uri`` exports ``MLFLOW_TRACKING_URI`` and the demo exports
+    ``FRAUDSEQ_HOME``; without this a later test's ``Settings()`` would read an earlier
+    test's stores (a retrain would register into someone else's registry).
+    """
+    saved = dict(os.environ)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def use_home(monkeypatch: pytest.MonkeyPatch, home: Path, landing: Path | None = None) -> None:
     """Point FRAUDSEQ_* at ``home`` (and ``landing``) for one test."""
     monkeypatch.setenv("FRAUDSEQ_HOME", str(home))
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which Settings would then
+    # prefer over the new home's store: forget an earlier test's tracking store
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     if landing is not None:
         monkeypatch.setenv("FRAUDSEQ_LANDING", str(landing))
 

@@ -56,3 +56,59 @@ def test_training_range_defaults_to_the_last_train_days() -> None:
         date(2026, 1, 1),
         date(2026, 1, 10),
     )
+
+
+@pytest.mark.slow
+def test_score_dag_maps_days_by_shards_and_finalises_each_day(home_copy, small_zone, monkeypatch) -> None:
+    """dag.test of fraudseq_score over 2 days × 3 shards: 6 mapped shard tasks, 2 finalises."""
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    from pipeline import db
+    from pipeline.config import Settings
+    from pipeline.demo import prepare_airflow, run_dag
+    from pipeline.validate import read_validated
+
+    from .conftest import ZONE_START, use_home
+
+    use_home(monkeypatch, home_copy, small_zone)
+    monkeypatch.setenv("FRAUDSEQ_ALERT_BUDGET", "10")
+    settings = Settings()
+    prepare_airflow(settings)
+    first, last = ZONE_START + timedelta(days=22), ZONE_START + timedelta(days=23)
+    run_dag("fraudseq_score", {"start": first.isoformat(), "end": last.isoformat(), "shards": 3})
+
+    with create_session() as session:
+        run_id = session.scalars(
+            sa.select(TaskInstance.run_id)
+            .where(TaskInstance.dag_id == "fraudseq_score")
+            .order_by(TaskInstance.start_date.desc())
+        ).first()
+        tis = session.scalars(
+            sa.select(TaskInstance).where(
+                TaskInstance.dag_id == "fraudseq_score", TaskInstance.run_id == run_id
+            )
+        ).all()
+        counts = {}
+        for ti in tis:
+            # announce_drift skips on a day without drift (tests/test_drift.py covers it)
+            expected = "skipped" if ti.task_id == "announce_drift" else "success"
+            assert str(ti.state).endswith(expected), (ti.task_id, ti.map_index, ti.state)
+            counts[ti.task_id] = counts.get(ti.task_id, 0) + 1
+    assert counts["score_shard"] == 6 and counts["finalise"] == 2 and counts["announce_drift"] == 1
+
+    engine = db.make_engine(settings.scores_db_url)
+    try:
+        scores = db.read_scores(engine, first, last)
+    finally:
+        engine.dispose()
+    kept = read_validated(settings, "transactions", [first, last]).collect()
+    assert sorted(scores["event_id"].to_list()) == sorted(kept["event_id"].to_list())
+    for _, group in scores.group_by("score_date"):
+        assert sorted(group["risk_rank"].to_list()) == list(range(1, group.height + 1))
+        assert int(group["alert"].sum()) == 10
+    written = list((home_copy / "shared" / "scores").rglob("of-0003/shard-*.parquet"))
+    assert len(written) == 6

@@ -1,0 +1,288 @@
+"""Score a day in N customer shards, then rank, alert, explain and commit it once.
+
+A customer belongs to shard ``xxhash64(customer_id) % N``: stable across processes,
+machines and Python versions (never Python's salted ``hash()``), so every event of a
+customer lands in the same shard and features never see a cut sequence.
+
+``score_shard`` reads, from the validated history, only the events of the shard's
+customers that have a transaction on the scored day, builds their windows, and writes one
+small Parquet file of raw logits to the shared location (an fsspec URL: a local folder,
+``s3://``, ``gs://``, ``abfs://``). It touches no database, so shards run anywhere, in any
+order, and a retried shard simply overwrites its own file (temp file, then rename).
+
+``finalise_day`` reads every shard's file, calibrates, ranks and picks the alert budget
+over all of them, explains the alerts (re-reading only the alerted customers' events),
+and replaces the day in the scores DB in one transaction.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import posixpath
+import socket
+import uuid
+from datetime import date
+from typing import Any
+
+import numpy as np
+import polars as pl
+import xxhash
+
+from pipeline.config import Settings
+from pipeline.errors import MissingInputError, UsageError
+from pipeline.faults import checkpoint
+from pipeline.registry import ModelBundle
+
+log = logging.getLogger(__name__)
+
+SHARD_SCHEMA = pl.Schema(
+    {
+        "event_id": pl.String(),
+        "customer_id": pl.String(),
+        "event_time": pl.Datetime("us"),  # naive UTC, as in the scores DB
+        "logit": pl.Float64(),
+    }
+)
+
+
+def shard_of(customer_id: str, n_shards: int) -> int:
+    """The shard of a customer: xxhash64 of its UTF-8 id (seed 0), modulo ``n_shards``."""
+    return xxhash.xxh64_intdigest(customer_id.encode("utf-8")) % n_shards
+
+
+def check_shard(shard: int, n_shards: int) -> None:
+    if n_shards < 1 or not 0 <= shard < n_shards:
+        raise UsageError(f"shard {shard} is not in 0..{n_shards - 1}")
+
+
+def day_customers(settings: Settings, day: date) -> list[str]:
+    """Sorted ids of the customers with at least one kept transaction on ``day``."""
+    from pipeline.validate import read_validated
+
+    frame = read_validated(settings, "transactions", [day]).select(pl.col("customer_id").unique()).collect()
+    return sorted(frame["customer_id"].to_list())
+
+
+def shard_url(settings: Settings, day: date, pinned: tuple[str, str], n_shards: int, shard: int) -> str:
+    """Where shard ``shard`` of ``n_shards`` writes its logits for ``day`` and a model version."""
+    name, version = pinned
+    return (
+        f"{settings.shared_location}/scores/date={day.isoformat()}/model={name}/version={version}"
+        f"/of-{n_shards:04d}/shard-{shard:04d}.parquet"
+    )
+
+
+def write_atomic(frame: pl.DataFrame, url: str) -> None:
+    """Write ``frame`` as Parquet at ``url``: a temp file beside it, then a rename.
+
+    A reader never sees half a file; on object stores the final put is atomic by itself.
+    """
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    parent = posixpath.dirname(path)
+    fs.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
+    buf = io.BytesIO()
+    frame.write_parquet(buf)
+    fs.pipe_file(tmp, buf.getvalue())
+    try:
+        fs.mv(tmp, path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+
+
+FEATURES = "features"  # optional column of shard outputs: the transaction's raw feature row
+
+
+def read_shard(url: str) -> pl.DataFrame:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.exists(path):
+        raise MissingInputError(f"shard output {url} is missing (score that shard first)")
+    with fs.open(path, "rb") as fh:
+        frame = pl.read_parquet(fh)
+    missing = set(SHARD_SCHEMA) - set(frame.columns)
+    if missing:
+        raise MissingInputError(f"shard output {url} lacks column(s) {sorted(missing)}")
+    return frame.select([*SHARD_SCHEMA, *([FEATURES] if FEATURES in frame.columns else [])])
+
+
+def day_features(tx: pl.DataFrame, n_features: int) -> np.ndarray:
+    """(n, F) raw feature rows of the finalised transactions (empty shards carry none)."""
+    if FEATURES not in tx.columns or tx.height == 0:
+        return np.zeros((0, n_features), dtype=np.float32)
+    return np.asarray(tx[FEATURES].to_numpy(), dtype=np.float32).reshape(tx.height, n_features)
+
+
+def _pinned_bundle(settings: Settings, pinned: tuple[str, str], bundle: ModelBundle | None) -> ModelBundle:
+    if bundle is not None:
+        return bundle
+    from pipeline.registry import load_bundle, use_tracking
+
+    use_tracking(settings.tracking_uri)
+    return load_bundle(pinned[0], pinned[1])
+
+
+def _days(settings: Settings, day: date, days: list[date] | None) -> list[date]:
+    from pipeline.sequences import check_days
+
+    return days if days is not None else check_days(settings, [day], settings.history_range(day))
+
+
+def shard_logits(
+    settings: Settings, bundle: ModelBundle, days: list[date], day: date, customers: list[str]
+) -> pl.DataFrame:
+    """Raw logits of ``day``'s transactions of ``customers``, read with their history only."""
+    from features.windows import gather_windows
+    from pipeline.sequences import load_events
+
+    if not customers:
+        return pl.DataFrame(schema=SHARD_SCHEMA)
+    data = load_events(settings, days, customers=customers)
+    rows = data.transaction_rows(day, day)
+    windows, lengths = gather_windows(data.matrix, data.starts, rows, bundle.window)
+    logits = bundle.logits(windows, lengths) if len(rows) else np.zeros(0)
+    return data.events[rows].select(
+        "event_id",
+        "customer_id",
+        pl.col("event_time").dt.replace_time_zone(None),
+        pl.Series("logit", np.asarray(logits, dtype=np.float64)),
+        # raw feature rows of the day's transactions, for the drift check in finalise_day
+        pl.Series(FEATURES, np.ascontiguousarray(data.matrix[rows], dtype=np.float32)),
+    )
+
+
+def score_shard(
+    settings: Settings,
+    day: date,
+    shard: int,
+    n_shards: int,
+    pinned: tuple[str, str],
+    *,
+    bundle: ModelBundle | None = None,
+    days: list[date] | None = None,
+) -> dict[str, Any]:
+    """Score one shard of ``day`` and write its logits to the shared location.
+
+    Returns only the path and counts (what an Airflow XCom may carry).
+    """
+    check_shard(shard, n_shards)
+    days = _days(settings, day, days)
+    bundle = _pinned_bundle(settings, pinned, bundle)
+    mine = [c for c in day_customers(settings, day) if shard_of(c, n_shards) == shard]
+    frame = shard_logits(settings, bundle, days, day, mine)
+    url = shard_url(settings, day, pinned, n_shards, shard)
+    write_atomic(frame, url)
+    log.info(
+        "shard %d/%d of %s: %d customers, %d transactions", shard, n_shards, day, len(mine), frame.height
+    )
+    return {
+        "date": day.isoformat(),
+        "shard": shard,
+        "n_shards": n_shards,
+        "path": url,
+        "n_customers": len(mine),
+        "n_transactions": frame.height,
+    }
+
+
+def finalise_day(
+    settings: Settings,
+    day: date,
+    pinned: tuple[str, str],
+    n_shards: int,
+    paths: list[str] | None = None,
+    *,
+    bundle: ModelBundle | None = None,
+    days: list[date] | None = None,
+) -> dict[str, Any]:
+    """Calibrate, rank and alert over all shards of ``day``, explain alerts, commit the day once."""
+    from pipeline import db
+    from pipeline.report import post_score
+    from pipeline.score import alert_reasons, rank_and_alert
+    from pipeline.sequences import load_events, read_labels
+
+    name, version = pinned
+    expected = [shard_url(settings, day, pinned, n_shards, k) for k in range(n_shards)]
+    if paths is not None and sorted(paths) != sorted(expected):
+        raise MissingInputError(f"expected the {n_shards} shard outputs of {day}, got {len(paths)} path(s)")
+    frames = [read_shard(url) for url in expected]
+    frames = [f for f in frames if f.height] or frames[:1]  # empty shards carry no feature column
+    tx = pl.concat(frames, how="diagonal").sort(["customer_id", "event_time", "event_id"])
+    if tx["event_id"].n_unique() != tx.height:
+        raise MissingInputError(f"shard outputs of {day} overlap: an event was scored by two shards")
+    days = _days(settings, day, days)
+    bundle = _pinned_bundle(settings, pinned, bundle)
+
+    logits = tx["logit"].to_numpy()
+    probs = bundle.calibrate(logits) if tx.height else np.zeros(0)
+    ranks, alerts = rank_and_alert(probs, tx["event_id"].to_list(), settings.alert_budget)
+    reasons = ["[]"] * tx.height
+    alert_idx = np.flatnonzero(alerts)
+    if len(alert_idx):
+        alerted = tx[alert_idx]
+        data = load_events(settings, days, customers=alerted["customer_id"].unique().to_list())
+        day_rows = data.transaction_rows(day, day)
+        row_of = dict(zip(data.events["event_id"].gather(day_rows).to_list(), day_rows.tolist(), strict=True))
+        rows = np.array([row_of[e] for e in alerted["event_id"].to_list()], dtype=np.int64)
+        for i, text in zip(alert_idx.tolist(), alert_reasons(bundle, data, rows), strict=True):
+            reasons[i] = text
+
+    from datetime import datetime, timezone
+
+    scores = tx.select(
+        "event_id",
+        "customer_id",
+        "event_time",
+        pl.lit(day).alias("score_date"),
+        pl.Series("risk_score", np.asarray(probs, dtype=np.float64)),
+        pl.Series("risk_rank", ranks.astype(np.int32)),
+        pl.Series("alert", alerts),
+        pl.Series("reasons", reasons, dtype=pl.String),
+        pl.lit(name).alias("model_name"),
+        pl.lit(str(version)).alias("model_version"),
+        pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("scored_at"),
+    )
+    risk = db.customer_daily_summary(scores)
+    engine = db.make_engine(settings.scores_db_url)
+    try:
+        db.init_schema(engine)
+        db.write_scored_day(engine, scores, risk, day, version)
+        checkpoint("score.labels")
+        db.upsert_labels(engine, read_labels(settings, None))
+    finally:
+        engine.dispose()
+    n_alerts = int(scores["alert"].sum())
+    log.info(
+        "scored %s over %d shard(s): %d transactions, %d alerts, %s v%s",
+        day,
+        n_shards,
+        scores.height,
+        n_alerts,
+        name,
+        version,
+    )
+    return {
+        "date": day.isoformat(),
+        "model_name": name,
+        "model_version": version,
+        "n_transactions": scores.height,
+        "n_alerts": n_alerts,
+        "max_risk_score": float(probs.max()) if scores.height else 0.0,
+        "n_shards": n_shards,
+        **post_score(settings, day, bundle, scores, day_features(tx, len(bundle.normaliser.feature_names))),
+    }
+
+
+def worker_hostname() -> str:
+    """Airflow ``[core] hostname_callable`` that tells apart workers sharing one host.
+
+    ``FRAUDSEQ_WORKER_NAME`` wins (set it per worker when several run on one machine);
+    otherwise the host's fully qualified name, as Airflow's default.
+    """
+    return os.environ.get("FRAUDSEQ_WORKER_NAME") or socket.getfqdn()

@@ -1,0 +1,159 @@
+"""Sharded scoring: a stable customer hash, N-independent results, atomic shard outputs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline.shards import shard_of
+
+from .conftest import ZONE_START, use_home
+
+DAY = ZONE_START + timedelta(days=23)
+
+
+def test_shard_hash_is_xxhash64_and_stable() -> None:
+    # 0xEF46DB3751D8E999 is xxh64's published digest of the empty input (seed 0)
+    assert 0xEF46DB3751D8E999 % 16 == shard_of("", 16) == 9
+    assert shard_of("C000001", 4) == 2
+    assert shard_of("C000001", 16) == 10
+    assert shard_of("c-42", 16) == 8
+    assert all(shard_of(f"C{k:06d}", 1) == 0 for k in range(50))
+    counts = np.bincount([shard_of(f"C{k:06d}", 4) for k in range(4000)], minlength=4)
+    assert counts.min() > 850  # roughly even
+
+
+def _read_scores(settings, day):
+    from pipeline import db
+
+    engine = db.make_engine(settings.scores_db_url)
+    try:
+        return db.read_scores(engine, day, day).sort("event_id")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_1_4_and_16_shards_give_the_same_day(home_copy, small_zone, monkeypatch) -> None:
+    from pipeline.config import Settings
+    from pipeline.registry import load_bundle, resolve_version, use_tracking
+    from pipeline.score import score_day, score_events
+    from pipeline.sequences import check_days, load_events
+    from pipeline.validate import read_validated
+
+    use_home(monkeypatch, home_copy, small_zone)
+    monkeypatch.setenv("FRAUDSEQ_ALERT_BUDGET", "15")
+    runs = {}
+    for n in (1, 4, 16):
+        monkeypatch.setenv("FRAUDSEQ_SHARDS", str(n))
+        settings = Settings()
+        out = score_day(settings, DAY)
+        assert out["n_shards"] == n
+        runs[n] = (out, _read_scores(settings, DAY))
+        shard_dir = home_copy / "shared" / "scores" / f"date={DAY}"
+        written = list(shard_dir.rglob(f"of-{n:04d}/shard-*.parquet"))
+        assert len(written) == n
+        assert sum(pl.read_parquet(p).height for p in written) == out["n_transactions"]
+
+    kept = read_validated(settings, "transactions", [DAY]).collect()
+    base_out, base = runs[1]
+    assert base.height == kept.height == base_out["n_transactions"] > 0
+    assert sorted(base["risk_rank"].to_list()) == list(range(1, base.height + 1))
+    assert int(base["alert"].sum()) == 15
+    for n in (4, 16):
+        out, scores = runs[n]
+        assert out["n_alerts"] == base_out["n_alerts"]
+        assert scores["event_id"].equals(base["event_id"])
+        assert scores["risk_rank"].equals(base["risk_rank"])
+        assert scores["alert"].equals(base["alert"])
+        assert np.abs(scores["risk_score"].to_numpy() - base["risk_score"].to_numpy()).max() < 1e-6
+        assert scores.filter("alert")["reasons"].equals(base.filter("alert")["reasons"])
+        assert (scores.filter(~pl.col("alert"))["reasons"] == "[]").all()
+
+    # the reference: one process, every customer's history read (no shard, no customer filter)
+    settings = Settings()
+    use_tracking(settings.tracking_uri)
+    name, version = resolve_version(None, settings.model_name)
+    data = load_events(settings, check_days(settings, [DAY], settings.history_range(DAY)))
+    ref = score_events(load_bundle(name, version), data, DAY, 15, name, version).sort("event_id")
+    assert ref["event_id"].equals(base["event_id"])
+    assert ref["risk_rank"].equals(base["risk_rank"])
+    assert np.abs(ref["risk_score"].to_numpy() - base["risk_score"].to_numpy()).max() < 1e-6
+    assert ref.filter("alert")["reasons"].equals(base.filter("alert")["reasons"])
+
+
+def test_load_events_customer_filter_keeps_whole_customers(validated_home, small_zone, monkeypatch) -> None:
+    from pipeline.config import Settings
+    from pipeline.sequences import load_events
+
+    use_home(monkeypatch, validated_home, small_zone)
+    days = [ZONE_START + timedelta(days=k) for k in range(10)]
+    settings = Settings()
+    full = load_events(settings, days)
+    some = sorted(set(full.events["customer_id"].to_list()))[::7]
+    part = load_events(settings, days, customers=some)
+    assert set(part.events["customer_id"].to_list()) == set(some)
+    expected = full.events.filter(pl.col("customer_id").is_in(some))
+    assert part.events.equals(expected)
+    assert np.array_equal(part.matrix, full.matrix[full.events["customer_id"].is_in(some).to_numpy()])
+    assert load_events(settings, days, customers=[]).events.height == 0
+
+
+def test_shard_outputs_are_written_atomically_and_retries_overwrite(tmp_path, monkeypatch) -> None:
+    import fsspec.implementations.local as local
+
+    from pipeline.errors import MissingInputError
+    from pipeline.shards import SHARD_SCHEMA, read_shard, write_atomic
+
+    url = str(tmp_path / "shared" / "x" / "shard-0000.parquet")
+    first = pl.DataFrame(
+        {"event_id": ["a"], "customer_id": ["c"], "event_time": [None], "logit": [0.5]}, schema=SHARD_SCHEMA
+    )
+    write_atomic(first, url)
+    assert read_shard(url).equals(first)
+
+    def broken_mv(self, *args, **kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(local.LocalFileSystem, "mv", broken_mv)
+    with pytest.raises(OSError):
+        write_atomic(first.with_columns(pl.lit(9.0).alias("logit")), url)
+    monkeypatch.undo()
+    assert read_shard(url).equals(first)  # the old file is intact
+    assert [p.name for p in (tmp_path / "shared" / "x").iterdir()] == ["shard-0000.parquet"]  # no temp left
+
+    second = first.with_columns(pl.lit(-1.0).alias("logit"))
+    write_atomic(second, url)  # a retried shard replaces its file
+    assert read_shard(url).equals(second)
+    with pytest.raises(MissingInputError):
+        read_shard(str(tmp_path / "shared" / "x" / "shard-0001.parquet"))
+
+
+def test_finalise_refuses_a_missing_shard_and_leaves_the_day(home_copy, small_zone, monkeypatch) -> None:
+    from pipeline.config import Settings
+    from pipeline.errors import MissingInputError, UsageError
+    from pipeline.registry import resolve_version, use_tracking
+    from pipeline.shards import finalise_day, score_shard
+
+    use_home(monkeypatch, home_copy, small_zone)
+    monkeypatch.setenv("FRAUDSEQ_SHARED_URL", f"file://{home_copy}/elsewhere")
+    settings = Settings()
+    use_tracking(settings.tracking_uri)
+    pinned = resolve_version(None, settings.model_name)
+    outs = [score_shard(settings, DAY, k, 4, pinned) for k in (0, 1, 3)]
+    assert all(o["path"].startswith("file://") and o["path"].endswith(".parquet") for o in outs)
+    assert (home_copy / "elsewhere" / "scores").is_dir()
+    with pytest.raises(MissingInputError, match="shard-0002"):
+        finalise_day(settings, DAY, pinned, 4)
+    assert not (home_copy / "scores.duckdb").exists() or _read_scores(settings, DAY).height == 0
+    with pytest.raises(UsageError):
+        score_shard(settings, DAY, 4, 4, pinned)
+    last = score_shard(settings, DAY, 2, 4, pinned)
+    out = finalise_day(settings, DAY, pinned, 4)
+    scores = _read_scores(settings, DAY)
+    assert out["n_transactions"] == scores.height == sum(o["n_transactions"] for o in [*outs, last])
+    in_shard_2 = [shard_of(c, 4) == 2 for c in scores["customer_id"].to_list()]
+    assert sum(in_shard_2) == last["n_transactions"]
