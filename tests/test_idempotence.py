@@ -151,7 +151,8 @@ def test_dags_twice_for_the_same_day(airflow_ready: Path) -> None:
 
 @pytest.mark.slow
 def test_a_retried_score_task_is_safe(airflow_ready: Path, monkeypatch) -> None:
-    """Airflow retries a score task that failed inside the day's transaction; one copy of the day results."""
+    """Airflow retries the task writing the day (``finalise``) after it failed inside the day's
+    transaction; one copy of the day results."""
     from airflow.dag_processing.dagbag import DagBag
 
     from pipeline import db
@@ -170,7 +171,7 @@ def test_a_retried_score_task_is_safe(airflow_ready: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(db, "checkpoint", fail_once)
     dag = DagBag(dag_folder=str(DAGS_FOLDER / "fraudseq_score.py")).dags["fraudseq_score"]
-    dag.get_task("score").retry_delay = timedelta(seconds=1)  # the DAG's own retries, without the wait
+    dag.get_task("finalise").retry_delay = timedelta(seconds=1)  # the DAG's own retries, without the wait
     run = dag.test(run_conf=conf)
 
     assert "success" in str(run.state).lower()
