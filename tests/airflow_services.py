@@ -63,15 +63,20 @@ class AirflowServices:
 
     # ---------------------------------------------------------------- commands
 
-    def airflow(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.home,
-        )
+    def airflow(self, *args: str, timeout: float = 180, attempts: int = 5) -> subprocess.CompletedProcess:
+        """Run an ``airflow`` CLI command; on SQLite, retried while the scheduler holds the write lock."""
+        for _ in range(attempts):
+            proc = subprocess.run(
+                [sys.executable, "-m", "airflow", *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=self.home,
+            )
+            if proc.returncode == 0 or "database is locked" not in proc.stdout + proc.stderr:
+                break
+            time.sleep(2)
         if proc.returncode != 0:
             raise RuntimeError(
                 f"airflow {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
