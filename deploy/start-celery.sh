@@ -22,6 +22,7 @@ source "$HERE/celery.env"
 
 AIRFLOW="${AIRFLOW_BIN:-airflow}"
 CELERY="$(dirname "$(command -v "$AIRFLOW")")/celery"
+PY="$(dirname "$(command -v "$AIRFLOW")")/python"
 RUN_DIR="${FRAUDSEQ_DEPLOY_RUN_DIR:-$AIRFLOW_HOME/run}"
 WORKERS="${FRAUDSEQ_CELERY_WORKERS:-2}"
 COMPONENTS="${FRAUDSEQ_COMPONENTS:-api-server scheduler dag-processor worker}"
@@ -33,7 +34,7 @@ secrets() {
   # machines, set AIRFLOW__API_AUTH__JWT_SECRET and AIRFLOW__API__SECRET_KEY yourself.
   mkdir -p "$RUN_DIR"
   for name in jwt_secret secret_key; do
-    [[ -s "$RUN_DIR/$name" ]] || (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(48))' >"$RUN_DIR/$name")
+    [[ -s "$RUN_DIR/$name" ]] || (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(48))' >"$RUN_DIR/$name")
   done
   export AIRFLOW__API_AUTH__JWT_SECRET="${AIRFLOW__API_AUTH__JWT_SECRET:-$(cat "$RUN_DIR/jwt_secret")}"
   export AIRFLOW__API__SECRET_KEY="${AIRFLOW__API__SECRET_KEY:-$(cat "$RUN_DIR/secret_key")}"
@@ -84,7 +85,8 @@ start() {
     done
   fi
   if has api-server; then
-    wait_for api-server curl -fsS "$AIRFLOW__API__BASE_URL/api/v2/monitor/health"
+    wait_for api-server "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)' \
+      "$AIRFLOW__API__BASE_URL/api/v2/monitor/health"
   fi
   if has worker; then
     for i in $(seq 1 "$WORKERS"); do

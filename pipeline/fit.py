@@ -75,11 +75,39 @@ class FitResult:
     pos_weight: float = 1.0
 
 
-def pick_device() -> torch.device:
-    """CUDA when there is one, else CPU."""
+DEVICE_ENV = "FRAUDSEQ_DEVICE"
+AMP_ENV = "FRAUDSEQ_SCORE_AMP"
+
+
+def pick_device(preference: str | None = None) -> torch.device:
+    """The device to train and score on: ``preference``, else ``$FRAUDSEQ_DEVICE``, else ``auto``.
+
+    ``auto`` is CUDA when torch sees a GPU, else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` force
+    one (asking for CUDA where there is none is a one-line usage error).
+    """
+    import os
+
     import torch
 
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from pipeline.errors import UsageError
+
+    choice = (preference or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice == "cuda" or choice.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"{DEVICE_ENV}={choice}: torch sees no CUDA device here (use auto or cpu)")
+        return torch.device(choice)
+    raise UsageError(f"{DEVICE_ENV}={choice!r}: use auto, cpu, cuda or cuda:N")
+
+
+def score_amp() -> bool:
+    """bf16 autocast for scoring on CUDA, only when ``FRAUDSEQ_SCORE_AMP=1`` (its AP is unmeasured here)."""
+    import os
+
+    return os.environ.get(AMP_ENV, "0").strip().lower() in ("1", "true", "yes")
 
 
 # ---- losses ----
@@ -133,7 +161,14 @@ def length_bucketed_batches(
     n = len(lengths)
     if rng is None:
         order = np.argsort(lengths, kind="stable")
-        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        # whole-length windows get batches of their own: with no padding in a batch the model
+        # skips its masked pooling (``Layouts.full``), and most scoring windows are whole
+        cut = int(np.searchsorted(lengths[order], lengths.max(), side="left")) if n else 0
+        return [
+            part[i : i + batch_size]
+            for part in (order[:cut], order[cut:])
+            for i in range(0, len(part), batch_size)
+        ]
     order = rng.permutation(n)
     chunk = batch_size * chunk_batches
     batches: list[np.ndarray] = []
@@ -155,17 +190,27 @@ def epoch_sample(y: np.ndarray, neg_per_pos: float | None, rng: np.random.Genera
 
 
 def to_tensors(
-    X: np.ndarray, lengths: np.ndarray, idx: np.ndarray, device: torch.device
+    X: np.ndarray,
+    lengths: np.ndarray,
+    idx: np.ndarray,
+    device: torch.device,
+    transform: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch, cut to its longest window (the left padding beyond it carries nothing)."""
+    """One batch, cut to its longest window (the left padding beyond it carries nothing).
+
+    ``transform(x, lengths)`` may rewrite the batch's own float32 copy in place (scaling).
+    """
     import torch
 
     width = int(lengths[idx].max())
-    x = np.ascontiguousarray(X[idx, X.shape[1] - width :], dtype=np.float32)  # (B, width, F)
-    return (
-        torch.from_numpy(x).to(device, non_blocking=True),
-        torch.from_numpy(np.asarray(lengths[idx], dtype=np.int64)).to(device),
-    )
+    lens = np.asarray(lengths[idx], dtype=np.int64)
+    x = np.ascontiguousarray(X[idx, X.shape[1] - width :], dtype=np.float32)  # (B, width, F), a copy
+    if transform is not None:
+        x = transform(x, lens)
+    xt = torch.from_numpy(x)
+    if device.type == "cuda":
+        xt = xt.pin_memory()
+    return xt.to(device, non_blocking=True), torch.from_numpy(lens).to(device)
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
@@ -186,21 +231,51 @@ def predict_logits(
     batch_size: int = 4096,
     device: torch.device | None = None,
     amp: bool = False,
+    transform: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Logits for every window, in the order of ``X``; eval mode, length-bucketed batches.
 
-    ``device`` None keeps the model where it is.
+    ``device`` None keeps the model where it is. ``transform`` is applied to each batch's copy
+    (see ``to_tensors``), so callers can scale windows without a second full array.
+    """
+    check_windows(X, lengths)
+    T = X.shape[1]
+
+    def batch(idx: np.ndarray, width: int) -> np.ndarray:
+        return np.ascontiguousarray(X[idx, T - width :], dtype=np.float32)  # (B, width, F), a copy
+
+    return predict_logits_from(model, batch, np.asarray(lengths), batch_size, device, amp, transform)
+
+
+def predict_logits_from(
+    model: SequenceClassifier,
+    batch: Callable[[np.ndarray, int], np.ndarray],
+    lengths: np.ndarray,
+    batch_size: int = 4096,
+    device: torch.device | None = None,
+    amp: bool = False,
+    transform: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Logits of N windows that ``batch(idx, width)`` makes on demand as fresh (B, width, F) arrays.
+
+    The windows are never all in memory at once; ``transform`` may rewrite each batch in place.
     """
     import torch
 
-    check_windows(X, lengths)
     device = device or next(model.parameters()).device
     model.to(device).eval()
-    out = np.empty(len(X), dtype=np.float32)
+    out = np.empty(len(lengths), dtype=np.float32)
     with torch.inference_mode(), autocast(device, amp):
-        for idx in length_bucketed_batches(np.asarray(lengths), batch_size):
-            x, lens = to_tensors(X, lengths, idx, device)
-            out[idx] = model(x, lens).float().cpu().numpy()
+        for idx in length_bucketed_batches(lengths, batch_size):
+            lens = np.asarray(lengths[idx], dtype=np.int64)
+            x = batch(idx, int(lens.max()))
+            if transform is not None:
+                x = transform(x, lens)
+            xt = torch.from_numpy(x)
+            if device.type == "cuda":
+                xt = xt.pin_memory()
+            logits = model(xt.to(device, non_blocking=True), torch.from_numpy(lens).to(device))
+            out[idx] = logits.float().cpu().numpy()
     return out
 
 

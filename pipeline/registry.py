@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pipeline.model import SequenceClassifier
 
 CHAMPION = "champion"
+SCORE_BATCH = 16_384  # windows per forward pass when scoring
 _URI = re.compile(
     r"^models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]{0,255})(?:@(?P<alias>[A-Za-z0-9_\-]{1,255})|/(?P<version>[0-9]{1,9}))$"
 )
@@ -38,19 +39,59 @@ class ModelBundle:
     window: int
     drift_reference: dict[str, Any] | None = None  # pipeline.drift bins fixed at training
 
-    def logits(self, windows: np.ndarray, lengths: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Raw logits for windows of raw (un-normalised) features."""
-        from pipeline.fit import predict_logits
+    def logits(self, windows: np.ndarray, lengths: np.ndarray, batch_size: int = SCORE_BATCH) -> np.ndarray:
+        """Raw logits for windows of raw (un-normalised) features.
 
-        x = self.normalise_windows(windows, lengths)
-        return predict_logits(self.net, x, lengths, batch_size=batch_size)
+        Batches are large (``SCORE_BATCH``): on 2 CPU threads 16,384 windows score about 1.5x
+        faster per window than 4,096 (docs/benchmarks/performance.md), for about 1.2 GB of
+        transient memory. Each length bucket is cut, copied and scaled on its own (``predict_logits``'s ``transform``),
+        so no second (N, W, F) array is made; on a GPU (``pipeline.fit.pick_device``) the
+        forward pass runs there, in bf16 autocast only when ``FRAUDSEQ_SCORE_AMP=1``.
+        """
+        from pipeline.fit import pick_device, predict_logits, score_amp
+
+        def scale(x: np.ndarray, lens: np.ndarray) -> np.ndarray:
+            return self.normaliser.transform_windows(x, lens, inplace=True)
+
+        device = pick_device()
+        return predict_logits(
+            self.net, windows, lengths, batch_size=batch_size, device=device, amp=score_amp(), transform=scale
+        )
+
+    def predict_rows(
+        self, matrix: np.ndarray, starts: np.ndarray, rows: np.ndarray, batch_size: int = SCORE_BATCH
+    ) -> np.ndarray:
+        """``predict_proba`` of the windows ending at event rows ``rows``, gathered batch by batch.
+
+        Equal to ``predict_proba(*gather_windows(matrix, starts, rows, self.window))`` without ever
+        holding all N windows: memory is one batch, not N x W x F floats.
+        """
+        return self.calibrate(self.logits_rows(matrix, starts, rows, batch_size))
+
+    def logits_rows(
+        self, matrix: np.ndarray, starts: np.ndarray, rows: np.ndarray, batch_size: int = SCORE_BATCH
+    ) -> np.ndarray:
+        """Raw logits of the windows ending at event rows ``rows`` (see ``predict_rows``)."""
+        from features.windows import WindowGatherer
+        from pipeline.fit import pick_device, predict_logits_from, score_amp
+
+        rows = np.asarray(rows, dtype=np.int64)
+        gatherer = WindowGatherer(matrix, starts, self.window)
+        lengths = gatherer.lengths(rows)
+
+        def batch(idx: np.ndarray, width: int) -> np.ndarray:
+            x = gatherer.gather(rows[idx])  # (B, W, F), a fresh array
+            return x if width == self.window else np.ascontiguousarray(x[:, self.window - width :])
+
+        def scale(x: np.ndarray, lens: np.ndarray) -> np.ndarray:
+            return self.normaliser.transform_windows(x, lens, inplace=True)
+
+        return predict_logits_from(
+            self.net, batch, lengths, batch_size, pick_device(), score_amp(), transform=scale
+        )
 
     def normalise_windows(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        n, w, f = windows.shape
-        x = self.normaliser.transform(windows.reshape(n * w, f)).reshape(n, w, f)
-        pad = np.arange(w)[None, :] < (w - lengths)[:, None]  # (N, W): left padding
-        x[pad] = 0.0
-        return x
+        return self.normaliser.transform_windows(windows, lengths)
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
         from pipeline.calibration import calibrator_from_dict

@@ -32,7 +32,6 @@ import xxhash
 
 from pipeline.config import Settings
 from pipeline.errors import MissingInputError, UsageError
-from pipeline.faults import checkpoint
 from pipeline.registry import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -138,15 +137,14 @@ def shard_logits(
     settings: Settings, bundle: ModelBundle, days: list[date], day: date, customers: list[str]
 ) -> pl.DataFrame:
     """Raw logits of ``day``'s transactions of ``customers``, read with their history only."""
-    from features.windows import gather_windows
     from pipeline.sequences import load_events
 
     if not customers:
         return pl.DataFrame(schema=SHARD_SCHEMA)
     data = load_events(settings, days, customers=customers)
     rows = data.transaction_rows(day, day)
-    windows, lengths = gather_windows(data.matrix, data.starts, rows, bundle.window)
-    logits = bundle.logits(windows, lengths) if len(rows) else np.zeros(0)
+    # windows are gathered batch by batch: a day's windows are never all in memory at once
+    logits = bundle.logits_rows(data.matrix, data.starts, rows) if len(rows) else np.zeros(0)
     return data.events[rows].select(
         "event_id",
         "customer_id",
@@ -202,7 +200,7 @@ def finalise_day(
     days: list[date] | None = None,
 ) -> dict[str, Any]:
     """Calibrate, rank and alert over all shards of ``day``, explain alerts, commit the day once."""
-    from pipeline import db
+    from pipeline import db, faults
     from pipeline.report import post_score
     from pipeline.score import alert_reasons, rank_and_alert
     from pipeline.sequences import load_events, read_labels
@@ -253,7 +251,7 @@ def finalise_day(
     try:
         db.init_schema(engine)
         db.write_scored_day(engine, scores, risk, day, version)
-        checkpoint("score.labels")
+        faults.checkpoint("score.labels")
         db.upsert_labels(engine, read_labels(settings, None))
     finally:
         engine.dispose()

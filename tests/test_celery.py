@@ -162,7 +162,8 @@ def test_score_dag_runs_on_two_celery_workers(
     finally:
         subprocess.run(["bash", script, "stop"], env=env, capture_output=True, timeout=120, check=False)
 
-    assert all(s == "success" for _, _, s, _ in tis), tis
+    # announce_drift is skipped unless the day drifted (then it emits fraudseq_drift)
+    assert all(s == "success" or (t == "announce_drift" and s == "skipped") for t, _, s, _ in tis), tis
     assert sorted(m for t, m, _, _ in tis if t == "score_shard") == [0, 1, 2, 3]
     assert [t for t, _, _, _ in tis].count("finalise") == 1
     hosts = {h for _, _, _, h in tis}

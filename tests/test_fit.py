@@ -110,7 +110,8 @@ def test_length_bucketed_batches_cover_each_window_once() -> None:
     lengths = np.array([5, 1, 3, 5, 2, 4, 1, 6, 6, 2])
     batches = length_bucketed_batches(lengths, 3)
     assert sorted(np.concatenate(batches).tolist()) == list(range(10))
-    assert [lengths[b].max() for b in batches] == [2, 4, 6, 6]  # sorted, so short batches stay short
+    assert [lengths[b].max() for b in batches] == [2, 4, 5, 6]  # sorted, so short batches stay short
+    assert lengths[batches[-1]].tolist() == [6, 6]  # whole-length windows are batched apart (no padding)
     shuffled = length_bucketed_batches(lengths, 3, np.random.default_rng(0), chunk_batches=2)
     assert sorted(np.concatenate(shuffled).tolist()) == list(range(10))
 

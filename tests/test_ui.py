@@ -102,12 +102,12 @@ def test_airflow_standalone_serves_the_project_dags(tmp_path) -> None:
         assert dags["fraudseq_score"]["timetable_summary"] == "0 2 * * *"
         assert not any(d["has_import_errors"] for d in dags.values())
         tasks = {t["task_id"] for t in _get_json(f"{base}/api/v2/dags/fraudseq_score/tasks")["tasks"]}
-        assert {"days", "pin_model", "score", "announce_drift"} <= tasks
+        assert {"days", "pin_model", "shards", "score_shard", "finalise", "announce_drift"} <= tasks
         app_screenshot(
             f"{base}/dags/fraudseq_score",
             SCREENSHOTS / "airflow_graph_fraudseq_score.png",
             local_storage={"default_dag_view": '"graph"'},
-            ready_js="document.querySelectorAll('.react-flow__node').length >= 4",
+            ready_js="document.querySelectorAll('.react-flow__node').length >= 6",
             timeout=40,
         )
     finally:

@@ -1,0 +1,565 @@
+"""One benchmark row per function; ``python -m bench.rows NAME --spec JSON --out FILE`` runs one.
+
+Each row runs in its own process (started by ``bench.__main__``), so the peak RSS that the
+parent reads with ``os.wait4`` is that row's whole process and nothing else. A row returns a
+dict: its figure (median of ``runs`` repeats) and a reference measured in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import setup
+
+Spec = dict[str, Any]
+ROWS: dict[str, Callable[[Spec], dict[str, Any]]] = {}
+
+
+def row(name: str) -> Callable[[Callable[[Spec], dict[str, Any]]], Callable[[Spec], dict[str, Any]]]:
+    def register(fn: Callable[[Spec], dict[str, Any]]) -> Callable[[Spec], dict[str, Any]]:
+        ROWS[name] = fn
+        return fn
+
+    return register
+
+
+def timed(fn: Callable[[], Any], runs: int, warmup: int = 0) -> tuple[list[float], list[float], Any]:
+    """Wall and CPU seconds of ``runs`` calls of ``fn`` (after ``warmup`` untimed ones), and its last result."""
+    wall, cpu, out = [], [], None
+    for _ in range(warmup):
+        fn()
+    for _ in range(runs):
+        began, began_cpu = time.perf_counter(), time.process_time()
+        out = fn()
+        wall.append(time.perf_counter() - began)
+        cpu.append(time.process_time() - began_cpu)
+    return wall, cpu, out
+
+
+def rate(count: float, seconds: list[float]) -> float:
+    return count / max(statistics.median(seconds), 1e-12)
+
+
+def result(
+    label: str,
+    value: float,
+    unit: str,
+    runs: list[float],
+    reference: str,
+    ref_value: float | None,
+    ref_unit: str | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    return {
+        "label": label,
+        "value": value,
+        "unit": unit,
+        "run_seconds": [round(s, 4) for s in runs],
+        "reference": reference,
+        "ref_value": ref_value,
+        "ref_unit": ref_unit or unit,
+        "details": details,
+    }
+
+
+# ---------------------------------------------------------------- generation
+
+
+@row("generation")
+def generation(spec: Spec) -> dict[str, Any]:
+    """``generate_landing`` (frames and files) vs building the same frames in memory only."""
+    from pipeline.generate import generate_frames, generate_landing
+
+    c, d, runs = spec["gen_customers"], spec["gen_days"], spec["runs"]
+    events = 0
+
+    def whole() -> None:
+        nonlocal events
+        with tempfile.TemporaryDirectory(dir=spec["workdir"]) as out:
+            s = generate_landing(Path(out) / "landing", c, d, setup.START, seed=1)
+            events = s.n_transactions + s.n_logins
+
+    wall, cpu, _ = timed(whole, runs)
+    ref, _, _ = timed(lambda: generate_frames(c, d, setup.START, seed=1), runs)
+    return result(
+        "event generation (files written)",
+        rate(events, wall),
+        "events/s",
+        wall,
+        "same frames, in memory only",
+        rate(events, ref),
+        events=events,
+        customers=c,
+        days=d,
+        events_per_cpu_s=rate(events, cpu),
+    )
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _landing_files(landing: Path, days: list[Any]) -> list[Path]:
+    return sorted(
+        f
+        for log in ("transactions", "logins", "labels")
+        for d in days
+        for f in (landing / log / f"date={d}").glob("*")
+    )
+
+
+@row("validation")
+def validation(spec: Spec) -> dict[str, Any]:
+    """``validate_day`` over the zone's days into a fresh home vs ``pl.read_parquet`` of the same files."""
+    import polars as pl
+
+    from pipeline.validate import validate_day
+
+    landing = Path(spec["zone"]) / "landing"
+    days = [setup.START + timedelta(days=k) for k in range(spec["validation_days"])]
+    files = _landing_files(landing, days)
+    rows = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
+
+    def run() -> None:
+        home = Path(tempfile.mkdtemp(dir=spec["workdir"]))
+        try:
+            settings = setup.settings_for(home, landing)
+            for d in days:
+                validate_day(settings, d)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+
+    run()  # warm-up: imports and GX's first context are not per-row costs
+    wall, cpu, _ = timed(run, spec["runs"])
+    ref, _, _ = timed(lambda: [pl.read_parquet(f) for f in files], spec["runs"])
+    return result(
+        "validation (GX + quarantine + atomic write)",
+        rate(rows, wall),
+        "rows/s",
+        wall,
+        "plain Polars read of the same files",
+        rate(rows, ref),
+        rows=rows,
+        days=len(days),
+        files=len(files),
+        rows_per_cpu_s=rate(rows, cpu),
+    )
+
+
+# ---------------------------------------------------------------- windows
+
+
+def pandas_windows(
+    customer: np.ndarray, matrix: np.ndarray, targets: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: the same left-padded windows with pandas ``groupby().shift()``, no row loops.
+
+    Shift k of the per-customer feature frame is the event k steps back; stacking shifts
+    W-1..0 gives each row's window, missing (before the customer's first event) as zeros.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(matrix)
+    grouped = frame.groupby(pd.Series(customer), sort=False)
+    out = np.empty((len(targets), window, matrix.shape[1]), dtype=np.float32)
+    present = np.empty((len(targets), window), dtype=bool)
+    for pos, k in enumerate(range(window - 1, -1, -1)):  # a loop over W shifts, not over rows
+        shifted = grouped.shift(k).to_numpy(dtype=np.float32)[targets]
+        present[:, pos] = ~np.isnan(shifted[:, 0])
+        out[:, pos] = np.nan_to_num(shifted, nan=0.0)
+    return out, present.sum(axis=1)
+
+
+@row("windows")
+def windows(spec: Spec) -> dict[str, Any]:
+    """``gather_windows`` of every transaction in the zone vs the pandas reference (outputs compared)."""
+    from features.windows import gather_windows
+    from pipeline.sequences import load_events
+
+    home = Path(spec["zone"]) / "home"
+    settings = setup.settings_for(home)
+    days = [setup.START + timedelta(days=k) for k in range(spec["zone_days"])]
+    data = load_events(settings, days)
+    rows = data.transaction_rows(days[0], days[-1])
+    W = settings.window
+    matrix = np.ascontiguousarray(data.matrix, dtype=np.float32)
+    wall, cpu, (x, lengths) = timed(
+        lambda: gather_windows(matrix, data.starts, rows, W), spec["runs"], warmup=1
+    )
+    # a row's customer start identifies its customer in the sorted event table
+    ref, ref_cpu, (x_ref, len_ref) = timed(
+        lambda: pandas_windows(data.starts, matrix, rows, W), spec["runs"], warmup=1
+    )
+    if not (np.array_equal(x, x_ref) and np.array_equal(lengths, len_ref)):
+        raise AssertionError("gather_windows and the pandas reference disagree")
+    from features.windows import WindowGatherer, _gather_rowwise
+
+    before, before_cpu, _ = timed(
+        lambda: _gather_rowwise(matrix, data.starts, rows, W), spec["runs"], warmup=1
+    )
+    gatherer, batch = WindowGatherer(matrix, data.starts, W), spec["model_batch"]
+
+    def lazily() -> None:  # what ModelBundle.predict_rows does: one batch of windows at a time
+        for i in range(0, len(rows), batch):
+            gatherer.gather(rows[i : i + batch])
+
+    lazy, lazy_cpu, _ = timed(lazily, spec["runs"], warmup=1)
+    return result(
+        "window building (gather, float32)",
+        rate(len(rows), wall),
+        "windows/s",
+        wall,
+        "pandas groupby + shift, same windows",
+        rate(len(rows), ref),
+        windows=len(rows),
+        events=len(matrix),
+        window=W,
+        features=matrix.shape[1],
+        identical_to_reference=True,
+        row_by_row_gather_windows_per_s=rate(len(rows), before),
+        lazy_batches_windows_per_s=rate(len(rows), lazy),
+        lazy_batch=batch,
+        cpu_time_based_windows_per_s={  # single-threaded numpy/pandas: steadier than wall time here
+            "gather": round(rate(len(rows), cpu)),
+            "pandas": round(rate(len(rows), ref_cpu)),
+            "row_by_row": round(rate(len(rows), before_cpu)),
+            "lazy_batches": round(rate(len(rows), lazy_cpu)),
+        },
+    )
+
+
+# ---------------------------------------------------------------- training
+
+
+@row("training")
+def training(spec: Spec) -> dict[str, Any]:
+    """Windows/s of each training epoch of the production architecture vs inference on the same windows."""
+    from features.windows import Normaliser, gather_windows
+    from pipeline.fit import FitConfig, fit_sequence_model, pick_device, predict_logits
+    from pipeline.model import SequenceModelConfig
+    from pipeline.sequences import load_events
+
+    home = Path(spec["zone"]) / "home"
+    settings = setup.settings_for(home)
+    days = [setup.START + timedelta(days=k) for k in range(spec["zone_days"])]
+    data = load_events(settings, days)
+    rows = data.transaction_rows(days[0], days[-1])
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(rows, size=min(len(rows), spec["train_windows"]), replace=False))
+    scaled = Normaliser.fit(data.matrix).transform(data.matrix)
+    x, lengths = gather_windows(scaled, data.starts, rows, settings.window)
+    y = (rng.random(len(rows)) < 0.05).astype(np.int64)  # labels do not change the cost of an epoch
+    n_val = max(len(rows) // 10, 2)
+    cfg = SequenceModelConfig(n_features=x.shape[2])
+    device = pick_device()
+    fit = fit_sequence_model(
+        x[n_val:],
+        lengths[n_val:],
+        y[n_val:],
+        x[:n_val],
+        lengths[:n_val],
+        y[:n_val],
+        cfg,
+        FitConfig(epochs=spec["runs"], patience=spec["runs"]),
+        device=device,
+        progress=False,
+    )
+    epochs = [h["seconds"] for h in fit.history]
+    n_train = len(rows) - n_val
+    ref, _, _ = timed(lambda: predict_logits(fit.model, x[n_val:], lengths[n_val:]), spec["runs"])
+    return result(
+        "training per epoch (AdamW, batch 512)",
+        rate(n_train, epochs),
+        "windows/s",
+        epochs,
+        "inference on the same windows",
+        rate(n_train, ref),
+        windows=n_train,
+        epochs=len(epochs),
+        device=str(device),
+        model=cfg.to_dict(),
+    )
+
+
+# ---------------------------------------------------------------- model compute
+
+
+def nominal_flops(cfg: Any, window: int) -> int:
+    """2 × multiply-adds of every recurrent and linear layer for one full window of ``window`` events."""
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cfg.cell]
+    width = cfg.hidden * cfg.directions
+    macs = 0
+    for layer in range(cfg.layers):
+        n_in = cfg.n_features if layer == 0 else width
+        macs += cfg.directions * window * gates * cfg.hidden * (n_in + cfg.hidden)
+    macs += 3 * width * cfg.head_hidden + cfg.head_hidden
+    return 2 * macs
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU seconds of each function, run in turn ``runs`` times (A B C A B C ...).
+
+    On a shared machine the load drifts; interleaving puts every variant under the same drift.
+    """
+    out: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            wall, cpu, _ = timed(fn, 1)
+            out[name][0].extend(wall)
+            out[name][1].extend(cpu)
+    return out
+
+
+@row("model")
+def model(spec: Spec) -> dict[str, Any]:
+    """Production model forward (``predict_logits``, scoring batch) on full windows: GFLOP/s vs fp32 matmul.
+
+    Inputs are random full-length windows: scoring windows are almost all full (30 days of history),
+    and the cost of a forward pass does not depend on the values. The matmul reference, the
+    production batch and the former 4,096 batch are timed in turn, so they share the machine's load.
+    """
+    import torch
+
+    from features.events import FEATURE_NAMES
+    from pipeline.fit import predict_logits
+    from pipeline.model import SequenceModelConfig, build_model
+
+    W, batch, n = spec["window"], spec["model_batch"], spec["model_windows"]
+    cfg = SequenceModelConfig(n_features=len(FEATURE_NAMES))
+    torch.manual_seed(0)
+    net = build_model(cfg).eval()
+    x = np.random.default_rng(0).standard_normal((n, W, cfg.n_features)).astype(np.float32)
+    lengths = np.full(n, W, dtype=np.int64)
+    small = min(4096, batch)
+    mm = 2048
+    a, b = torch.randn(mm, mm), torch.randn(mm, mm)
+    reps = 8
+    fns = {
+        "matmul": lambda: [a @ b for _ in range(reps)],
+        "model": lambda: predict_logits(net, x, lengths, batch_size=batch),
+        "batch_4096": lambda: predict_logits(net, x, lengths, batch_size=small),
+    }
+    for fn in fns.values():  # warm-up
+        fn()
+    times = interleaved(fns, spec["runs"])
+    threads = torch.get_num_threads()
+    flops = nominal_flops(cfg, W) * n
+    mm_flops = reps * 2 * mm**3
+
+    def cpu_rate(count: float, name: str) -> float:  # per second of all threads busy
+        return rate(count * threads, times[name][1])
+
+    return result(
+        "scoring model compute (fp32, CPU)",
+        rate(flops, times["model"][0]) / 1e9,
+        "GFLOP/s",
+        times["model"][0],
+        f"dense fp32 matmul {mm}², torch",
+        rate(mm_flops, times["matmul"][0]) / 1e9,
+        windows_per_s=rate(n, times["model"][0]),
+        windows_per_s_at_batch_4096=rate(n, times["batch_4096"][0]),
+        cpu_time_based={
+            "model_gflops": round(cpu_rate(flops, "model") / 1e9, 1),
+            "batch_4096_gflops": round(cpu_rate(flops, "batch_4096") / 1e9, 1),
+            "matmul_gflops": round(cpu_rate(mm_flops, "matmul") / 1e9, 1),
+        },
+        matmul_run_seconds=[round(t, 3) for t in times["matmul"][0]],
+        batch_4096_run_seconds=[round(t, 3) for t in times["batch_4096"][0]],
+        windows=n,
+        batch=batch,
+        window=W,
+        threads=threads,
+        nominal_mflop_per_window=nominal_flops(cfg, W) / 1e6,
+        model=cfg.to_dict(),
+    )
+
+
+# ---------------------------------------------------------------- end-to-end scoring
+
+
+def _pg_database(admin_dsn: str) -> tuple[str, Callable[[], None]]:
+    """A fresh database on the server and a function that drops it."""
+    import psycopg
+
+    name = f"fraudseq_bench_{os.getpid()}_{time.monotonic_ns() % 10**9}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    info = psycopg.conninfo.conninfo_to_dict(admin_dsn)
+    user = info.get("user", "postgres")
+    return (
+        f"postgresql+psycopg://{user}@{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/{name}",
+        drop,
+    )
+
+
+def _profile_parts(fn: Callable[[], Any]) -> dict[str, float]:
+    """Seconds spent in the main stages of one scoring run (cProfile cumulative times)."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.runcall(fn)
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    wanted = {
+        "load_events": "load events + features",
+        "predict_proba": "model (scores + occlusion)",
+        "occlusion_weights": "reasons: occlusion",
+        "reasons_json": "reasons: texts",
+        "write_scored_day": "DB write",
+        "upsert_labels": "DB labels upsert",
+        "load_bundle": "model load",
+    }
+    parts: dict[str, float] = {}
+    for (_, _, func), (_, _, _, cum, _) in stats.items():
+        if func in wanted:
+            parts[wanted[func]] = round(parts.get(wanted[func], 0.0) + cum, 3)
+    return parts
+
+
+def _score_runs(spec: Spec, backend: str) -> dict[str, Any]:
+    from pipeline.registry import load_bundle, resolve_version, use_tracking
+    from pipeline.score import score_day
+
+    zone = Path(spec["zone"])
+    day = setup.last_day(spec["zone_days"])
+    settings0 = setup.settings_for(zone / "home")
+    use_tracking(settings0.tracking_uri)
+    pinned = resolve_version(None, settings0.model_name)
+    walls: list[float] = []
+    n_tx = 0
+    parts: dict[str, float] = {}
+    for k in range(spec["runs"] + 1):  # run 0 is a warm-up (imports, registry, caches)
+        if backend == "postgresql":
+            url, drop = _pg_database(spec["pg_admin"])
+        else:
+            folder = tempfile.mkdtemp(dir=spec["workdir"])
+            url = f"duckdb:///{Path(folder) / 'scores.duckdb'}"
+            drop = functools.partial(shutil.rmtree, folder, ignore_errors=True)
+        settings = settings0.model_copy(update={"scores_url": url})
+        try:
+            began = time.perf_counter()
+            out = score_day(settings, day, pinned=pinned)
+            if k:
+                walls.append(time.perf_counter() - began)
+            n_tx = out["n_transactions"]
+            if k == spec["runs"]:
+                parts = _profile_parts(functools.partial(score_day, settings, day, pinned=pinned))
+        finally:
+            drop()
+    # reference: the model alone on the same day's windows (the ceiling for this row)
+    from features.windows import gather_windows
+    from pipeline.sequences import check_days, load_events
+
+    bundle = load_bundle(*pinned)
+    data = load_events(settings0, check_days(settings0, [day], settings0.history_range(day)))
+    rows = data.transaction_rows(day, day)
+    x, lengths = gather_windows(data.matrix, data.starts, rows, bundle.window)
+    ref, _, _ = timed(lambda: bundle.predict_proba(x, lengths), spec["runs"])
+    return result(
+        f"end-to-end scoring, {'DuckDB' if backend == 'duckdb' else 'PostgreSQL'}",
+        rate(n_tx, walls),
+        "tx/s",
+        walls,
+        "model alone on the same windows",
+        rate(n_tx, ref),
+        transactions=n_tx,
+        history_events=len(data.matrix),
+        alerts=settings0.alert_budget,
+        profile_seconds=parts,
+    )
+
+
+@row("e2e_duckdb")
+def e2e_duckdb(spec: Spec) -> dict[str, Any]:
+    return _score_runs(spec, "duckdb")
+
+
+@row("e2e_postgres")
+def e2e_postgres(spec: Spec) -> dict[str, Any]:
+    return _score_runs(spec, "postgresql")
+
+
+# ---------------------------------------------------------------- daily run
+
+
+@row("daily")
+def daily(spec: Spec) -> dict[str, Any]:
+    """Validate the last day of the daily zone and score it (30 days validated before it).
+
+    The zone's home is copied without that day (untimed); the champion is the main zone's.
+    """
+    import polars as pl
+
+    from pipeline.registry import resolve_version, use_tracking
+    from pipeline.score import score_day
+    from pipeline.validate import validate_day
+
+    zone = Path(spec["daily_zone"])
+    day = setup.last_day(spec["zone_days"])
+    landing = zone / "landing"
+    tx = pl.scan_parquet(landing / "transactions" / f"date={day}" / "*").select(pl.len()).collect().item()
+    lg = pl.scan_parquet(landing / "logins" / f"date={day}" / "*").select(pl.len()).collect().item()
+    walls = []
+    for _ in range(spec["daily_runs"]):
+        home = Path(tempfile.mkdtemp(dir=spec["workdir"])) / "home"
+        shutil.copytree(
+            zone / "home",
+            home,
+            ignore=shutil.ignore_patterns(f"date={day}", f"date={day}.json", "scores.duckdb*"),
+        )
+        # the champion comes from the main zone's registry (same features and window)
+        tracking = setup.settings_for(Path(spec["zone"]) / "home").tracking_uri
+        settings = setup.settings_for(home, landing, tracking=tracking)
+        use_tracking(settings.tracking_uri)
+        pinned = resolve_version(None, settings.model_name)
+        began = time.perf_counter()
+        validate_day(settings, day)
+        score_day(settings, day, pinned=pinned)
+        walls.append(time.perf_counter() - began)
+        shutil.rmtree(home.parent, ignore_errors=True)
+    return result(
+        "daily run (validate + score, DuckDB)",
+        statistics.median(walls),
+        "s",
+        walls,
+        "target",
+        180.0,
+        transactions=tx,
+        logins=lg,
+        history_days=spec["zone_days"] - 1,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="run one benchmark row")
+    parser.add_argument("name", choices=sorted(ROWS))
+    parser.add_argument("--spec", required=True, help="JSON file with sizes and paths")
+    parser.add_argument("--out", required=True, help="where to write the row's JSON result")
+    args = parser.parse_args()
+    spec = json.loads(Path(args.spec).read_text())
+    began = time.perf_counter()
+    out = ROWS[args.name](spec)
+    out["name"] = args.name
+    out["wall_s"] = round(time.perf_counter() - began, 2)
+    Path(args.out).write_text(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Build the inputs the benchmarks share: a landing zone, a validated home, a trained champion.
+
+Everything is generated with fixed seeds into a folder the caller owns, so a benchmark row can
+be repeated. Nothing here is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+START = date(2026, 1, 5)
+
+
+def make_landing(root: Path, customers: int, days: int, seed: int = 0) -> Path:
+    """A generated landing zone under ``root/landing`` (reused when it is already there)."""
+    from pipeline.generate import generate_landing
+
+    landing = root / "landing"
+    if not (landing / "_truth" / "transactions.parquet").is_file():
+        generate_landing(landing, customers, days, START, seed=seed)
+    return landing
+
+
+def settings_for(  # noqa: ANN201
+    home: Path, landing: Path | None = None, scores_url: str | None = None, tracking: str | None = None
+):
+    from pipeline.config import Settings
+
+    return Settings(home=home, landing=landing, scores_url=scores_url, mlflow_tracking_uri=tracking)
+
+
+def make_validated(root: Path, customers: int, days: int, seed: int = 0) -> tuple[Path, Path]:
+    """(home, landing): every day of a generated zone validated into ``root/home``."""
+    from pipeline.validate import validate_day, validated_days
+
+    landing = make_landing(root, customers, days, seed)
+    home = root / "home"
+    settings = settings_for(home, landing)
+    done = set(validated_days(settings, "transactions"))
+    for k in range(days):
+        if START + timedelta(days=k) not in done:
+            validate_day(settings, START + timedelta(days=k))
+    return home, landing
+
+
+def make_trained(root: Path, customers: int, days: int, seed: int = 0, epochs: int = 1) -> tuple[Path, Path]:
+    """(home, landing) with a champion of the production architecture trained on the first weeks.
+
+    Throughput does not depend on how good the weights are, so one epoch on a fraud-rich
+    sample (``neg_per_pos``) is enough to have a registered production-shaped model.
+    """
+    from pipeline.train import TrainOptions, train_model
+
+    home, landing = make_validated(root, customers, days, seed)
+    marker = home / ".bench-champion"
+    if marker.is_file():
+        return home, landing
+    settings = settings_for(home, landing)
+    train_end = START + timedelta(days=max(days - 8, 14))
+    train_model(
+        settings,
+        START,
+        train_end,
+        seed=seed,
+        options=TrainOptions(epochs=epochs, neg_per_pos=20.0),
+        progress=False,
+    )
+    marker.write_text("trained by bench.setup\n")
+    return home, landing
+
+
+def last_day(days: int) -> date:
+    return START + timedelta(days=days - 1)
+
+
+def machine() -> dict[str, object]:
+    """CPU, cores, torch threads and versions, for the report."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+    }
+
+
+def prepare(spec: dict, needs: list[str]) -> None:
+    """Build what ``needs`` (landing | validated | trained | daily) asks for, reusing what exists."""
+    zone, c, d = Path(spec["zone"]), spec["zone_customers"], spec["zone_days"]
+    if "trained" in needs:
+        make_trained(zone, c, d)
+    elif "validated" in needs:
+        make_validated(zone, c, d)
+    elif "landing" in needs:
+        make_landing(zone, c, d)
+    if "daily" in needs:  # scored with the main zone's champion: training on the big zone is not timed anyway
+        make_trained(zone, c, d)
+        make_validated(Path(spec["daily_zone"]), spec["daily_customers"], d)
+
+
+if __name__ == "__main__":  # python -m bench.setup SPEC.json MACHINE.json [needs...]
+    spec_file, info_file, *wanted = sys.argv[1:]
+    prepare(json.loads(Path(spec_file).read_text()), wanted)
+    Path(info_file).write_text(json.dumps(machine()))
