@@ -90,7 +90,8 @@ def fraudseq_score() -> None:
         from pipeline.config import Settings
         from pipeline.shards import finalise_day
 
-        paths = [o["path"] for o in outputs if o["date"] == day]
+        # index within len(): iterating a lazy XCom sequence probes one past its end (a logged 404)
+        paths = [o["path"] for o in (outputs[i] for i in range(len(outputs))) if o["date"] == day]
         return finalise_day(Settings(), date.fromisoformat(day), (pinned[0], pinned[1]), len(n_shards), paths)
 
     pinned = pin_model()
@@ -103,7 +104,7 @@ def fraudseq_score() -> None:
     def announce_drift(results: list[dict]) -> list[str]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        drifted = [r["date"] for r in results if r.get("drifted")]
+        drifted = [r["date"] for r in (results[i] for i in range(len(results))) if r.get("drifted")]
         if not drifted:
             raise AirflowSkipException("no PSI above the drift threshold")
         return drifted
