@@ -599,19 +599,20 @@ def failure_modes_tables(settings: Settings) -> tuple[str, str]:
 
 
 def test_failure_modes_doc_matches_the_catalogue(shared_day: tuple[Settings, dict]) -> None:
-    """docs/failure-modes.md holds the measured tables; WRITE_DOCS=1 regenerates them."""
+    """docs/failure-modes.md and the README hold the measured tables; WRITE_DOCS=1 regenerates them."""
     import os
 
     settings, _ = shared_day
     bad_inputs, crash = failure_modes_tables(settings)
     assert bad_inputs.rstrip().endswith("rows lost: 0."), bad_inputs
-    text = DOC.read_text()
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END, 1)
-    middle, crash_rest = tail.split(CRASH_BEGIN)
-    _, crash_tail = crash_rest.split(END, 1)
-    wanted = f"{head}{BEGIN}\n{bad_inputs}{END}{middle}{CRASH_BEGIN}\n{crash}{END}{crash_tail}"
-    if os.environ.get("WRITE_DOCS") == "1":
-        DOC.write_text(wanted)
-    assert text == wanted, "docs/failure-modes.md is stale: rerun this test with WRITE_DOCS=1"
+    for doc in (DOC, DOC.parents[1] / "README.md"):  # the README carries the same section
+        text = doc.read_text()
+        head, rest = text.split(BEGIN)
+        _, tail = rest.split(END, 1)
+        middle, crash_rest = tail.split(CRASH_BEGIN)
+        _, crash_tail = crash_rest.split(END, 1)
+        wanted = f"{head}{BEGIN}\n{bad_inputs}{END}{middle}{CRASH_BEGIN}\n{crash}{END}{crash_tail}"
+        if os.environ.get("WRITE_DOCS") == "1":
+            doc.write_text(wanted)
+        assert text == wanted, f"{doc.name} is stale: rerun this test with WRITE_DOCS=1"
     assert set(CRASH_HANDLING) == set(__import__("pipeline.faults").faults.CHECKPOINTS)
