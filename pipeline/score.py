@@ -42,14 +42,29 @@ def score_events(
     alert_idx = np.flatnonzero(alerts)
     for i, text in zip(alert_idx.tolist(), alert_reasons(bundle, data, rows[alert_idx]), strict=True):
         reasons[i] = text
+    naive = tx.with_columns(pl.col("event_time").dt.replace_time_zone(None))  # naive UTC in the DB
+    return scores_frame(naive, day, probs, ranks, alerts, reasons, model_name, model_version)
+
+
+def scores_frame(
+    tx: pl.DataFrame,
+    day: date,
+    probs: np.ndarray,
+    ranks: np.ndarray,
+    alerts: np.ndarray,
+    reasons: list[str],
+    model_name: str,
+    model_version: str,
+) -> pl.DataFrame:
+    """``transaction_scores`` rows from ``tx`` (event_id, customer_id, naive-UTC event_time)."""
     return tx.select(
         "event_id",
         "customer_id",
-        pl.col("event_time").dt.replace_time_zone(None).alias("event_time"),  # naive UTC in the DB
+        "event_time",
         pl.lit(day).alias("score_date"),
-        pl.Series("risk_score", probs.astype(np.float64)),
-        pl.Series("risk_rank", ranks.astype(np.int32)),
-        pl.Series("alert", alerts),
+        pl.Series("risk_score", np.asarray(probs, dtype=np.float64)),
+        pl.Series("risk_rank", np.asarray(ranks).astype(np.int32)),
+        pl.Series("alert", np.asarray(alerts, dtype=bool)),
         pl.Series("reasons", reasons, dtype=pl.String),
         pl.lit(model_name).alias("model_name"),
         pl.lit(str(model_version)).alias("model_version"),

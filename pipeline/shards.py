@@ -202,7 +202,7 @@ def finalise_day(
     """Calibrate, rank and alert over all shards of ``day``, explain alerts, commit the day once."""
     from pipeline import db, faults
     from pipeline.report import post_score
-    from pipeline.score import alert_reasons, rank_and_alert
+    from pipeline.score import alert_reasons, rank_and_alert, scores_frame
     from pipeline.sequences import load_events, read_labels
 
     name, version = pinned
@@ -231,21 +231,7 @@ def finalise_day(
         for i, text in zip(alert_idx.tolist(), alert_reasons(bundle, data, rows), strict=True):
             reasons[i] = text
 
-    from datetime import datetime, timezone
-
-    scores = tx.select(
-        "event_id",
-        "customer_id",
-        "event_time",
-        pl.lit(day).alias("score_date"),
-        pl.Series("risk_score", np.asarray(probs, dtype=np.float64)),
-        pl.Series("risk_rank", ranks.astype(np.int32)),
-        pl.Series("alert", alerts),
-        pl.Series("reasons", reasons, dtype=pl.String),
-        pl.lit(name).alias("model_name"),
-        pl.lit(str(version)).alias("model_version"),
-        pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("scored_at"),
-    )
+    scores = scores_frame(tx, day, probs, ranks, alerts, reasons, name, str(version))
     risk = db.customer_daily_summary(scores)
     engine = db.make_engine(settings.scores_db_url)
     try:
