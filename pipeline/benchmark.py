@@ -431,9 +431,9 @@ def load_config(path: Path) -> dict[str, Any]:
 
 
 TUNE_GRID: dict[str, list[Any]] = {
-    "window": [5, 8, 12],
+    "window": [8, 16],
     "model.hidden": [32, 64],
-    "fit.neg_per_pos": [None, 30.0],
+    "fit.neg_per_pos": [None, 20.0],
 }
 GBT_GRID: dict[str, list[Any]] = {"num_leaves": [15, 31, 63], "min_child_samples": [5, 20]}
 
