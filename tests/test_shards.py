@@ -106,7 +106,8 @@ def test_shard_outputs_are_written_atomically_and_retries_overwrite(tmp_path, mo
     import fsspec.implementations.local as local
 
     from pipeline.errors import MissingInputError
-    from pipeline.shards import SHARD_SCHEMA, read_shard, write_atomic
+    from pipeline.shards import SHARD_SCHEMA, read_shard
+    from pipeline.shared import write_atomic
 
     url = str(tmp_path / "shared" / "x" / "shard-0000.parquet")
     first = pl.DataFrame(
