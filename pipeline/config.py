@@ -63,7 +63,7 @@ class Settings(BaseSettings):
 
     @property
     def shared_location(self) -> str:
-        """fsspec URL where workers exchange intermediate artifacts (shard outputs)."""
+        """fsspec URL where workers exchange data: published validated days, shard outputs."""
         return (self.shared_url or str(self.home_dir / "shared")).rstrip("/")
 
     @property

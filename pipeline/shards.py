@@ -17,12 +17,9 @@ and replaces the day in the scores DB in one transaction.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import posixpath
 import socket
-import uuid
 from datetime import date
 from typing import Any
 
@@ -33,6 +30,7 @@ import xxhash
 from pipeline.config import Settings
 from pipeline.errors import MissingInputError, UsageError
 from pipeline.registry import ModelBundle
+from pipeline.shared import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -71,27 +69,6 @@ def shard_url(settings: Settings, day: date, pinned: tuple[str, str], n_shards: 
         f"{settings.shared_location}/scores/date={day.isoformat()}/model={name}/version={version}"
         f"/of-{n_shards:04d}/shard-{shard:04d}.parquet"
     )
-
-
-def write_atomic(frame: pl.DataFrame, url: str) -> None:
-    """Write ``frame`` as Parquet at ``url``: a temp file beside it, then a rename.
-
-    A reader never sees half a file; on object stores the final put is atomic by itself.
-    """
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url)
-    parent = posixpath.dirname(path)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
-    buf = io.BytesIO()
-    frame.write_parquet(buf)
-    fs.pipe_file(tmp, buf.getvalue())
-    try:
-        fs.mv(tmp, path)
-    finally:
-        if fs.exists(tmp):
-            fs.rm(tmp)
 
 
 FEATURES = "features"  # optional column of shard outputs: the transaction's raw feature row

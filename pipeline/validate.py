@@ -6,6 +6,10 @@ failing reason code in ``features.schemas.REASON_CODES`` order (that order *is*
 the documented priority). Great Expectations runs the row checks on a small
 pandas frame of parsed helper columns built with Polars; its results also
 render the day's Data Docs next to the JSON report.
+
+With ``FRAUDSEQ_SHARED_URL`` set, a committed day is also published there (its validated
+partitions, then its report), and downstream stages read validated days from there, so a
+worker on another machine needs nothing under its own FRAUDSEQ_HOME.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from features.landing import (
     with_optional_columns,
 )
 from features.schemas import CHANNELS, LOGIN_EVENT_TYPES, LOGS, MAX_AMOUNT, MAX_ID_LEN, REASON_CODES, SCHEMAS
+from pipeline import shared
 from pipeline.config import Settings
 from pipeline.errors import FileDefectError, MissingInputError
 from pipeline.faults import checkpoint
@@ -314,7 +319,7 @@ def known_transaction_ids(
     found = [today.drop_nulls().filter(today.drop_nulls().is_in(wanted))]
     if not labels.height:
         return pl.concat(found).unique()
-    done = {d for d in validated_days(settings) if d < day}
+    done = {d for d in _passing_days(str(settings.home_dir), "transactions") if d < day}
     outputs = [_final(root, "transactions", d) / PART_FILE for d in sorted(done) for root in
                (settings.validated_dir, settings.quarantine_dir)]  # fmt: skip
     scans = [pl.scan_parquet(p).select(pl.col("event_id").cast(pl.String)) for p in outputs if p.is_file()]
@@ -558,6 +563,8 @@ def validate_day(settings: Settings, day: date, landing: Path | None = None) -> 
     except LandingFileError as defect:
         report = _report(day, {}, str(defect), warnings, None)
         write_json_atomic(report_path(settings, day), report)
+        if settings.shared_url is not None:
+            publish_day(settings, day)
         error = FileDefectError(str(defect))
         error.report = report  # type: ignore[attr-defined]
         raise error from defect
@@ -568,47 +575,95 @@ def validate_day(settings: Settings, day: date, landing: Path | None = None) -> 
     logs = {log: outcomes[log].counts() for log in LOGS}
     report = _report(day, logs, None, warnings, data_docs_dir(settings, day))
     write_day(settings, day, outcomes, report)
+    if settings.shared_url is not None:
+        publish_day(settings, day)
     return report
+
+
+# ---------------------------------------------------------------- the shared location
+
+
+def publish_day(settings: Settings, day: date) -> None:
+    """Copy ``day``'s committed local output to the shared location, its report last.
+
+    The shared copy has the local layout (``validated/<log>/date=D/part-0.parquet``,
+    ``reports/validation/date=D.json``) and its report is the commit marker: the old report
+    goes first and the new one comes last, so a reader sees the old day, no day, or the new
+    day, never a mix. A failed report is published alone, so the day stops being listed.
+    """
+    root = settings.shared_location
+    report = report_path(settings, day).read_bytes()
+    shared.remove(_report_url(root, day))
+    if json.loads(report).get("status") == "ok":
+        for log in LOGS:
+            local = _final(settings.validated_dir, log, day) / PART_FILE
+            shared.put_atomic(local.read_bytes(), _part_url(root, log, day))
+    shared.put_atomic(report, _report_url(root, day))
 
 
 # ---------------------------------------------------------------- for downstream stages
 
 
-def _report_ok(settings: Settings, day: date) -> bool:
-    if journal_path(settings, day).exists():
-        return False  # a commit in flight or cut short: whole only once recover_day has run
+def _data_root(settings: Settings) -> str:
+    """Where downstream stages read validated days: the shared location when one is set."""
+    return settings.shared_location if settings.shared_url is not None else str(settings.home_dir)
+
+
+def _part_url(root: str, log: str, day: date) -> str:
+    return f"{root}/validated/{log}/date={day.isoformat()}/{PART_FILE}"
+
+
+def _report_url(root: str, day: date) -> str:
+    return f"{root}/reports/validation/date={day.isoformat()}.json"
+
+
+_PART = re.compile(rf"(?:^|/)date=(\d{{4}}-\d{{2}}-\d{{2}})/{re.escape(PART_FILE)}$")
+_JOURNAL = re.compile(r"(?:^|/)\.date=(\d{4}-\d{2}-\d{2})\.journal\.json$")
+
+
+def _matching_days(paths: list[str], pattern: re.Pattern[str]) -> set[date]:
+    return {date.fromisoformat(m.group(1)) for m in map(pattern.search, paths) if m}
+
+
+def _passing_days(root: str, log: str, among: set[date] | None = None) -> list[date]:
+    """Days (of ``among``, if given) under ``root`` with a partition of ``log`` and a passing report.
+
+    A day whose commit journal is present is mid-commit (or was cut short) and is left out.
+    """
+    days = _matching_days(shared.list_files(f"{root}/validated/{log}", depth=2), _PART)
+    days -= _matching_days(shared.list_files(f"{root}/reports/validation"), _JOURNAL)
+    candidates = sorted(days if among is None else days & among)
+    reports = shared.read_existing([_report_url(root, d) for d in candidates])
+    return [d for d, text in zip(candidates, reports, strict=True) if _passed(text)]
+
+
+def _passed(report: bytes | None) -> bool:
     try:
-        return json.loads(report_path(settings, day).read_text(encoding="utf-8")).get("status") == "ok"
-    except (OSError, ValueError):
+        return report is not None and json.loads(report).get("status") == "ok"
+    except ValueError:
         return False
 
 
 def validated_days(settings: Settings, log: str = "transactions") -> list[date]:
-    """Days, oldest first, with a validated partition of ``log`` and a passing report."""
-    folder = settings.validated_dir / log
-    if not folder.is_dir():
-        return []
-    days = []
-    for partition in folder.iterdir():
-        match = re.fullmatch(r"date=(\d{4}-\d{2}-\d{2})", partition.name)
-        if match and (partition / PART_FILE).is_file():
-            day = date.fromisoformat(match.group(1))
-            if _report_ok(settings, day):
-                days.append(day)
-    return sorted(days)
+    """Days, oldest first, with a validated partition of ``log`` and a passing report.
+
+    Read from the shared location when ``FRAUDSEQ_SHARED_URL`` is set, else from FRAUDSEQ_HOME.
+    """
+    return _passing_days(_data_root(settings), log)
 
 
 def read_validated(settings: Settings, log: str, days: list[date]) -> pl.LazyFrame:
     """Scan of the validated rows of ``log`` on those of ``days`` that passed validation.
 
     Days that are not validated are skipped; callers that need every day compare with
-    ``validated_days``. With no day left, an empty frame with the validated schema.
+    ``validated_days``. With no day left, an empty frame with the validated schema. Read
+    from the same place as ``validated_days``.
     """
-    ok = set(validated_days(settings, log))
-    files = [_final(settings.validated_dir, log, d) / PART_FILE for d in sorted(set(days)) if d in ok]
-    if not files:
+    root = _data_root(settings)
+    ok = _passing_days(root, log, set(days))
+    if not ok:
         return pl.LazyFrame(schema=validated_schema(log))
-    return pl.scan_parquet(files)
+    return shared.scan_parquet([_part_url(root, log, d) for d in ok])
 
 
 def read_quarantine(settings: Settings, log: str, day: date) -> pl.DataFrame:

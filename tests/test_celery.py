@@ -1,9 +1,11 @@
 """fraudseq on Airflow's CeleryExecutor, for real: deploy/start-celery.sh on this machine.
 
 Starts the api-server, scheduler, dag-processor and two Celery workers (concurrency 1)
-against the local Redis (its own database number, a unique queue) and a fresh PostgreSQL
-database for the Airflow metadata (and one for the scores), runs fraudseq_score for one day
-in 4 shards, and checks that both workers ran tasks and that the day is complete.
+against the local Redis (its own database number, a unique queue) and fresh PostgreSQL
+databases for the Airflow metadata, MLflow and the scores, runs fraudseq_score for one day
+in 4 shards, and checks that both workers ran tasks and that the day is complete. The
+validated days are published to FRAUDSEQ_SHARED_URL and the workers' FRAUDSEQ_HOME is an
+empty folder, so every input reaches them through the shared location or a database.
 A missing Redis or PostgreSQL skips, except under CI=true where it fails.
 """
 
@@ -40,11 +42,11 @@ def _server_missing(what: str, reason: str) -> None:
 
 @pytest.fixture
 def pg_databases() -> Iterator[dict[str, str]]:
-    """Two fresh databases (Airflow metadata, scores), dropped afterwards."""
+    """Three fresh databases (Airflow metadata, MLflow, scores), dropped afterwards."""
     import psycopg
 
     tag = uuid.uuid4().hex[:10]
-    names = {"airflow": f"fraudseq_af_{tag}", "scores": f"fraudseq_sc_{tag}"}
+    names = {"airflow": f"fraudseq_af_{tag}", "mlflow": f"fraudseq_ml_{tag}", "scores": f"fraudseq_sc_{tag}"}
     try:
         admin = psycopg.connect(f"host={PG_HOST} port=5432 user=postgres dbname=postgres connect_timeout=3")
     except psycopg.OperationalError as exc:
@@ -107,7 +109,24 @@ def test_score_dag_runs_on_two_celery_workers(
     home_copy, small_zone, pg_databases, redis_url, tmp_path
 ) -> None:
     from pipeline import db
-    from pipeline.validate import read_validated
+    from pipeline.config import Settings
+    from pipeline.train import TrainOptions, train_model
+    from pipeline.validate import publish_day, read_validated, validated_days
+
+    # the validating machine: a champion in MLflow on PostgreSQL, every validated day published
+    shared = tmp_path / "shared"
+    validating = Settings(home=home_copy, landing=small_zone, mlflow_tracking_uri=pg_databases["mlflow"])
+    train_model(
+        validating,
+        ZONE_START,
+        ZONE_START + timedelta(days=20),
+        seed=0,
+        options=TrainOptions(epochs=1),
+        progress=False,
+    )
+    for day in validated_days(validating):
+        publish_day(validating.model_copy(update={"shared_url": shared.as_uri()}), day)
+    worker_home = tmp_path / "worker-home"  # the workers' own FRAUDSEQ_HOME: empty
 
     tag = uuid.uuid4().hex[:8]
     run_dir = tmp_path / "run"
@@ -125,13 +144,12 @@ def test_score_dag_runs_on_two_celery_workers(
         FRAUDSEQ_DEPLOY_RUN_DIR=str(run_dir),
         FRAUDSEQ_CELERY_QUEUE=f"fraudseq_test_{tag}",
         FRAUDSEQ_WORKER_PREFIX=f"w{tag}-",
-        FRAUDSEQ_HOME=str(home_copy),
-        FRAUDSEQ_LANDING=str(small_zone),
+        FRAUDSEQ_HOME=str(worker_home),
         FRAUDSEQ_SHARDS="4",
-        FRAUDSEQ_SHARED_URL=f"file://{tmp_path / 'shared'}",
+        FRAUDSEQ_SHARED_URL=shared.as_uri(),
         FRAUDSEQ_SCORES_URL=pg_databases["scores"],
         FRAUDSEQ_ALERT_BUDGET="12",
-        MLFLOW_TRACKING_URI=f"sqlite:///{home_copy / 'mlflow.db'}",
+        MLFLOW_TRACKING_URI=pg_databases["mlflow"],
     )
     script = str(ROOT / "deploy" / "start-celery.sh")
     started = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True, timeout=420)
@@ -174,10 +192,9 @@ def test_score_dag_runs_on_two_celery_workers(
         scores = db.read_scores(engine, DAY, DAY)
     finally:
         engine.dispose()
-    from pipeline.config import Settings
-
-    kept = read_validated(Settings(home=home_copy), "transactions", [DAY]).collect()
+    kept = read_validated(validating, "transactions", [DAY]).collect()
     assert sorted(scores["event_id"].to_list()) == sorted(kept["event_id"].to_list())
     assert sorted(scores["risk_rank"].to_list()) == list(range(1, scores.height + 1))
     assert int(scores["alert"].sum()) == 12
-    assert len(list((tmp_path / "shared").rglob("of-0004/shard-*.parquet"))) == 4
+    assert len(list(shared.rglob("of-0004/shard-*.parquet"))) == 4
+    assert not (worker_home / "validated").exists()  # the workers read validated days from `shared`

@@ -106,7 +106,8 @@ def test_shard_outputs_are_written_atomically_and_retries_overwrite(tmp_path, mo
     import fsspec.implementations.local as local
 
     from pipeline.errors import MissingInputError
-    from pipeline.shards import SHARD_SCHEMA, read_shard, write_atomic
+    from pipeline.shards import SHARD_SCHEMA, read_shard
+    from pipeline.shared import write_atomic
 
     url = str(tmp_path / "shared" / "x" / "shard-0000.parquet")
     first = pl.DataFrame(
@@ -137,10 +138,13 @@ def test_finalise_refuses_a_missing_shard_and_leaves_the_day(home_copy, small_zo
     from pipeline.errors import MissingInputError, UsageError
     from pipeline.registry import resolve_version, use_tracking
     from pipeline.shards import finalise_day, score_shard
+    from pipeline.validate import publish_day, validated_days
 
     use_home(monkeypatch, home_copy, small_zone)
     monkeypatch.setenv("FRAUDSEQ_SHARED_URL", f"file://{home_copy}/elsewhere")
     settings = Settings()
+    for day in validated_days(settings.model_copy(update={"shared_url": None})):
+        publish_day(settings, day)  # scoring reads validated days from the shared URL too
     use_tracking(settings.tracking_uri)
     pinned = resolve_version(None, settings.model_name)
     outs = [score_shard(settings, DAY, k, 4, pinned) for k in (0, 1, 3)]
