@@ -52,20 +52,19 @@ EVENT_FEATURES = ("log_amount", "is_night", "is_weekend", "hour_sin", "hour_cos"
 FEATURES = EVENT_FEATURES + CUSTOMER_FEATURES + TERMINAL_FEATURES
 
 
+SCENARIO = "TX_FRAUD_SCENARIO"  # the generator's fraud scenario (0 = genuine): diagnostics only
+
+
 def load_transactions(path: Path) -> pl.DataFrame:
-    """Read the handbook parquet into our snake_case columns, sorted by time then id."""
-    raw = pl.read_parquet(
-        path,
-        columns=[
-            "TRANSACTION_ID",
-            "TX_DATETIME",
-            "CUSTOMER_ID",
-            "TERMINAL_ID",
-            "TX_AMOUNT",
-            "TX_FRAUD",
-        ],
-    )
-    return normalise_columns(raw)
+    """Read the handbook parquet into our snake_case columns, sorted by time then id.
+
+    The file's ``TX_FRAUD_SCENARIO``, when present, becomes ``scenario``: it is never a feature
+    (``FEATURES`` does not name it), only a way to report which kind of fraud each model finds.
+    """
+    columns = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD"]
+    if SCENARIO in pl.read_parquet_schema(path):
+        columns.append(SCENARIO)
+    return normalise_columns(pl.read_parquet(path, columns=columns))
 
 
 def normalise_columns(raw: pl.DataFrame) -> pl.DataFrame:
@@ -78,6 +77,7 @@ def normalise_columns(raw: pl.DataFrame) -> pl.DataFrame:
             pl.col("TERMINAL_ID").cast(pl.Int64).alias("terminal_id"),
             pl.col("TX_AMOUNT").cast(pl.Float64).alias("amount"),
             pl.col("TX_FRAUD").cast(pl.Int32).alias("is_fraud"),
+            *([pl.col(SCENARIO).cast(pl.Int32).alias("scenario")] if SCENARIO in raw.columns else []),
         )
         .with_columns((pl.col("ts").dt.date() - pl.lit(EPOCH)).dt.total_days().cast(pl.Int32).alias("day"))
         .sort(["ts", "tx_id"])

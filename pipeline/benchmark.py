@@ -33,6 +33,7 @@ SEQUENCE = {  # name -> (cell, bidirectional)
     "bilstm": ("lstm", True),
 }
 DEFAULT_MODELS = ["logreg", "gbt", "bilstm"]
+BLEND = "bilstm+gbt"  # a derived row, whenever both are run: no extra training
 ALL_MODELS = list(TABULAR) + list(SEQUENCE)
 METRICS = ("auc_roc", "average_precision", "card_precision_at_100")
 PUBLISHED = {  # handbook chapter 7, test folds: (AUC ROC, AP, card precision@100)
@@ -68,7 +69,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     },
     # share of the early-stop week's genuine windows scored after each epoch (all its frauds are kept)
     "early_stop_fraction": 0.35,
+    # the BiLSTM + gbt row: sigmoid(w * logit(bilstm) + (1 - w) * logit(gbt)), w chosen by --tune
+    "blend": {"bilstm_weight": 0.5},
 }
+SCENARIO_TOP = 0.01  # the scenario table counts each kind of fraud in the top 1% of a fold's scores
 
 
 # ---- data of one fold ----
@@ -126,10 +130,14 @@ def fold_data(prep: Prepared, fold: hb.Fold) -> FoldData:
         fold=fold,
         rows=rows,
         y={k: v["is_fraud"].to_numpy().astype(np.int64) for k, v in parts.items()},
-        test=parts["test"].select("customer_id", "day", "is_fraud"),
+        test=parts["test"].select("customer_id", "day", "is_fraud", *_scenario(parts["test"])),
         mean=train_x.mean(axis=0),
         std=train_x.std(axis=0) + 1e-6,
     )
+
+
+def _scenario(frame: pl.DataFrame) -> list[str]:
+    return ["scenario"] if "scenario" in frame.columns else []
 
 
 def scaled(prep: Prepared, fd: FoldData, part: str) -> np.ndarray:
@@ -228,14 +236,41 @@ def score_model(
     return score_sequence(name, prep, fd, config, seed, progress)
 
 
+def blend_scores(bilstm: np.ndarray, gbt: np.ndarray, weight: float) -> np.ndarray:
+    """Probabilities of ``sigmoid(weight * logit(bilstm) + (1 - weight) * logit(gbt))``."""
+    eps = 1e-7
+    logit = lambda p: np.log(np.clip(p, eps, 1 - eps)) - np.log1p(-np.clip(p, eps, 1 - eps))  # noqa: E731
+    z = weight * logit(bilstm) + (1.0 - weight) * logit(gbt)
+    return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+
+def scenario_recall(test: pl.DataFrame, scores: np.ndarray, top: float = SCENARIO_TOP) -> dict[str, float]:
+    """Share of each fraud scenario's test transactions that rank in the top ``top`` of the scores.
+
+    Diagnostics only: the scenario column is never a feature. Empty when the file has none.
+    """
+    if "scenario" not in test.columns or not len(scores):
+        return {}
+    k = max(1, int(round(top * len(scores))))
+    in_top = np.zeros(len(scores), dtype=bool)
+    in_top[np.argsort(-scores, kind="stable")[:k]] = True
+    scenario = test["scenario"].to_numpy()
+    return {
+        f"top_recall_scenario_{int(s)}": float(in_top[scenario == s].mean())
+        for s in sorted(set(scenario.tolist()) - {0})
+    }
+
+
 def fold_metrics(test: pl.DataFrame, scores: np.ndarray) -> dict[str, float]:
-    """AUC ROC, AP and card precision@100 of one fold's (already filtered) test transactions."""
+    """AUC ROC, AP and card precision@100 of one fold's (already filtered) test transactions,
+    and, where the file has its scenarios, the top-1% recall of each."""
     y = test["is_fraud"].to_numpy()
     cp, _ = card_precision_at_k(test.with_columns(score=pl.Series(scores)), k=100)
     return {
         "auc_roc": auc_roc(y, scores),
         "average_precision": average_precision(y, scores),
         "card_precision_at_100": cp,
+        **scenario_recall(test, scores),
     }
 
 
@@ -308,6 +343,7 @@ def render_markdown(result: dict[str, Any], command: str) -> str:
     for name, m in models.items():
         wins = wins_over(folds, name) if name != "gbt" else "-"
         lines.append(f"| {name} | " + " | ".join(fmt(m[k]) for k in METRICS) + f" | {wins} |")
+    lines += scenario_lines(folds)
     lines += ["", "## Published (handbook, chapter 7, test folds)", ""]
     lines += ["| model | AUC ROC | average precision | card precision@100 |", "|---|---|---|---|"]
     lines += [f"| {name} | " + " | ".join(v) + " |" for name, v in PUBLISHED.items()]
@@ -324,6 +360,32 @@ def render_markdown(result: dict[str, Any], command: str) -> str:
     lines += ["", "## Setup", "", *result["notes"], "", "Config used:", "", "```json"]
     lines += [json.dumps(result["config"], indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def scenario_lines(folds: list[dict[str, Any]]) -> list[str]:
+    """Markdown table: per model, the mean top-1% recall of each fraud scenario (if the file has them)."""
+    keys = sorted({k for f in folds for k in f if k.startswith("top_recall_scenario_")})
+    if not keys:
+        return []
+    names = {"1": "1: amount over 220", "2": "2: compromised terminal", "3": "3: compromised customer"}
+    labels = [names.get(k.rsplit("_", 1)[1], k.rsplit("_", 1)[1]) for k in keys]
+    lines = [
+        "",
+        f"## Which frauds each model finds (share of each scenario in the top {SCENARIO_TOP:.0%} of scores)",
+        "",
+        "The file's `TX_FRAUD_SCENARIO` is read for this table only; no model sees it.",
+        "",
+        "| model | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+    for name in dict.fromkeys(f["model"] for f in folds):
+        rows = [f for f in folds if f["model"] == name]
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{np.mean([r.get(k, np.nan) for r in rows]):.3f}" for k in keys)
+            + " |"
+        )
+    return lines
 
 
 def _by_model_fold(folds: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -348,6 +410,8 @@ NOTES = [
     " windows per fraud, and pick the epoch by AP on all early-stop frauds plus a fixed"
     " `early_stop_fraction` of its genuine windows (CPU time).",
     "- The normaliser (mean/std) is fit on each fold's training transactions only.",
+    f"- `{BLEND}` is not trained: it is sigmoid(w x logit(bilstm) + (1 - w) x logit(gbt)) of the two models'"
+    " scores of the same seed, with w (`blend.bilstm_weight`) chosen by `--tune` on the validation folds.",
     "- Hyper-parameters come from `docs/benchmarks/handbook-config.json`; `--tune` rebuilds it with a small"
     " grid search on the 4 validation folds (training starts 2018-07-11, 07-04, 06-27, 06-20).",
 ]
@@ -481,7 +545,25 @@ def tune_config(prep: Prepared, config: dict[str, Any], progress: bool) -> dict[
         ap = mean_ap("bilstm", p, folds, cand, 0, progress)
         _log(f"tune bilstm {dict(zip(TUNE_GRID, values, strict=True))}: AP {ap:.4f}")
         best = max(best, (ap, cand), key=lambda t: t[0])
-    return best[1]
+    return tune_blend(with_window(prep, best[1]["window"]), best[1], progress)
+
+
+BLEND_GRID = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+
+
+def tune_blend(prep: Prepared, config: dict[str, Any], progress: bool) -> dict[str, Any]:
+    """The BiLSTM weight of the blend row, by mean AP on the validation folds (seed 0)."""
+    pairs = []
+    for fold in hb.handbook_folds("validation"):
+        fd = fold_data(prep, fold)
+        scores = {m: score_model(m, prep, fd, config, 0, progress)[0] for m in ("gbt", "bilstm")}
+        pairs.append((fd.test["is_fraud"].to_numpy(), scores))
+    best = (-1.0, 0.5)
+    for w in BLEND_GRID:
+        ap = float(np.mean([average_precision(y, blend_scores(s["bilstm"], s["gbt"], w)) for y, s in pairs]))
+        _log(f"tune blend bilstm_weight {w}: AP {ap:.4f}")
+        best = max(best, (ap, w), key=lambda t: t[0])
+    return _set(config, "blend.bilstm_weight", best[1])
 
 
 def _log(msg: str) -> None:
@@ -526,12 +608,20 @@ def run_handbook_benchmark(
 
     folds: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
+    blend = "gbt" in names and "bilstm" in names
     for fold in hb.handbook_folds("test"):
         fd = fold_data(prep, fold)
-        for name in names:
+        kept: dict[tuple[str, int], np.ndarray] = {}
+        for name in [*names, *([BLEND] if blend else [])]:
             for seed in seeds:
                 t0 = time.perf_counter()
-                scores, detail = score_model(name, prep, fd, config, seed, progress)
+                detail: dict[str, Any] = {}
+                if name == BLEND:
+                    w = float(config["blend"]["bilstm_weight"])
+                    scores = blend_scores(kept["bilstm", seed], kept["gbt", seed], w)
+                else:
+                    scores, detail = score_model(name, prep, fd, config, seed, progress)
+                kept[name, seed] = scores
                 row = {"model": name, "fold": fold.name, "seed": seed, **fold_metrics(fd.test, scores)}
                 row.update(detail, seconds=round(time.perf_counter() - t0, 1))
                 folds.append(row)

@@ -215,8 +215,11 @@ def test_customer_window_index_is_left_padded_per_customer() -> None:
 # ---- the runner (pipeline/benchmark.py), on a tiny synthetic file ----
 
 
-def synthetic_file(tmp_path, seed: int = 0):  # type: ignore[no-untyped-def]
-    """Handbook-shaped parquet over the fold dates: 40 customers, 20 terminals, a few frauds a day."""
+def synthetic_file(tmp_path, seed: int = 0, scenarios: bool = False):  # type: ignore[no-untyped-def]
+    """Handbook-shaped parquet over the fold dates: 40 customers, 20 terminals, a few frauds a day.
+
+    With ``scenarios``, a ``TX_FRAUD_SCENARIO`` column: 1 for the amount rule, 2 for the random frauds.
+    """
     rng = np.random.default_rng(seed)
     n = 3000
     t = np.sort(rng.uniform(60, 160, n))  # days after 2018-04-01: covers every fold
@@ -232,6 +235,10 @@ def synthetic_file(tmp_path, seed: int = 0):  # type: ignore[no-untyped-def]
             "TX_FRAUD": fraud.astype(np.int8),
         }
     )
+    if scenarios:
+        df = df.with_columns(
+            TX_FRAUD_SCENARIO=pl.Series(np.where(amount > 150, 1, np.where(fraud, 2, 0)).astype(np.int8))
+        )
     path = tmp_path / "tx.parquet"
     df.write_parquet(path)
     return path
@@ -283,3 +290,59 @@ def test_summary_is_mean_and_std_over_folds_and_seeds() -> None:
         pytest.approx(float(np.std([0.5, 0.7, 0.5, 0.1])), abs=1e-4),
     ]
     assert wins_over(rows, "bilstm") == "2/2"
+
+
+def test_blend_is_a_weighted_mean_of_logits() -> None:
+    from pipeline.benchmark import blend_scores
+
+    a, b = np.array([0.1, 0.5, 0.9]), np.array([0.2, 0.5, 0.3])
+    np.testing.assert_allclose(blend_scores(a, b, 1.0), a, rtol=1e-6)
+    np.testing.assert_allclose(blend_scores(a, b, 0.0), b, rtol=1e-6)
+    # logit(0.9) = -logit(0.1): an even blend of the two is 0.5
+    np.testing.assert_allclose(blend_scores(np.array([0.9]), np.array([0.1]), 0.5), [0.5], atol=1e-9)
+    mid = blend_scores(a, b, 0.4)
+    assert np.all(mid >= np.minimum(a, b) - 1e-12) and np.all(mid <= np.maximum(a, b) + 1e-12)
+
+
+def test_scenario_recall_counts_each_scenario_in_the_top_share() -> None:
+    from pipeline.benchmark import scenario_recall
+
+    test = pl.DataFrame({"scenario": [1, 1, 2, 0, 0, 0, 0, 0, 0, 3]})
+    scores = np.array([0.9, 0.1, 0.8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05])
+    # the top 20% of 10 scores holds rows 0 and 2
+    assert scenario_recall(test, scores, top=0.2) == {
+        "top_recall_scenario_1": 0.5,
+        "top_recall_scenario_2": 1.0,
+        "top_recall_scenario_3": 0.0,
+    }
+    assert scenario_recall(test.drop("scenario"), scores) == {}
+
+
+def test_scenario_column_is_read_but_never_a_feature(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    frame = hb.load_transactions(synthetic_file(tmp_path, scenarios=True))
+    assert "scenario" in frame.columns and "scenario" not in hb.FEATURES
+    assert hb.load_transactions(synthetic_file(tmp_path)).columns == [
+        c for c in frame.columns if c != "scenario"
+    ]
+
+
+def test_benchmark_adds_the_blend_row_and_the_scenario_table(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.benchmark import BLEND, run_handbook_benchmark
+
+    md = tmp_path / "handbook.md"
+    config = tmp_path / "config.json"
+    config.write_text('{"fit": {"epochs": 1}, "blend": {"bilstm_weight": 0.3}}')
+    result = run_handbook_benchmark(
+        synthetic_file(tmp_path, scenarios=True),
+        ["gbt", "bilstm"],
+        seeds=[0],
+        config_path=config,
+        out_md=md,
+        progress=False,
+    )
+    assert list(result["models"]) == ["gbt", "bilstm", BLEND]
+    assert result["config"]["blend"]["bilstm_weight"] == 0.3
+    blend_rows = [f for f in result["folds"] if f["model"] == BLEND]
+    assert len(blend_rows) == 4 and all("top_recall_scenario_1" in f for f in blend_rows)
+    text = md.read_text()
+    assert "Which frauds each model finds" in text and f"| {BLEND} |" in text
