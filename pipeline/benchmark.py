@@ -431,9 +431,10 @@ def log_to_mlflow(
         )
         mlflow.log_params({"window": result["config"]["window"]})
         for name, m in result["models"].items():
+            key = name.replace("+", "_plus_")  # MLflow metric names allow no "+"
             for metric, (mean, std) in m.items():
-                mlflow.log_metric(f"{name}.{metric}.mean", mean)
-                mlflow.log_metric(f"{name}.{metric}.std", std)
+                mlflow.log_metric(f"{key}.{metric}.mean", mean)
+                mlflow.log_metric(f"{key}.{metric}.std", std)
         mlflow.log_metric("wall_s", result["wall_s"])
         mlflow.log_text(markdown, "handbook.md")
         mlflow.log_dict(result["config"], "handbook-config.json")

@@ -338,9 +338,14 @@ def test_benchmark_adds_the_blend_row_and_the_scenario_table(tmp_path) -> None: 
         seeds=[0],
         config_path=config,
         out_md=md,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         progress=False,
     )
     assert list(result["models"]) == ["gbt", "bilstm", BLEND]
+    import mlflow
+
+    logged = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(result["run_id"]).data.metrics
+    assert logged["bilstm_plus_gbt.average_precision.mean"] == result["models"][BLEND]["average_precision"][0]
     assert result["config"]["blend"]["bilstm_weight"] == 0.3
     blend_rows = [f for f in result["folds"] if f["model"] == BLEND]
     assert len(blend_rows) == 4 and all("top_recall_scenario_1" in f for f in blend_rows)
