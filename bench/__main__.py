@@ -20,10 +20,21 @@ from typing import Any
 
 from bench.report import render_markdown, render_table
 
-ALL_ROWS = ("generation", "validation", "windows", "training", "model", "e2e_duckdb", "e2e_postgres", "daily")
+ALL_ROWS = (
+    "generation",
+    "validation",
+    "windows",
+    "training",
+    "model",
+    "model_bf16",
+    "e2e_duckdb",
+    "e2e_postgres",
+    "daily",
+)
 NEEDS = {  # what each row reads: a landing zone, a validated home, or a trained champion
     "generation": None,
     "model": None,
+    "model_bf16": None,
     "validation": "landing",
     "windows": "validated",
     "training": "validated",
@@ -45,6 +56,11 @@ SIZES: dict[str, dict[str, Any]] = {
         "model_batch": 1_024,
         "daily_customers": 200,
         "daily_runs": 1,
+        "acc_train_customers": 300,
+        "acc_test_customers": 300,
+        "acc_days": 14,
+        "acc_context_days": 7,
+        "acc_epochs": 1,
     },
     "full": {
         "runs": 3,
@@ -58,6 +74,11 @@ SIZES: dict[str, dict[str, Any]] = {
         "model_batch": 16_384,
         "daily_customers": 30_000,
         "daily_runs": 1,
+        "acc_train_customers": 3_000,
+        "acc_test_customers": 10_000,
+        "acc_days": 35,
+        "acc_context_days": 14,
+        "acc_epochs": 4,
     },
 }
 

@@ -24,10 +24,24 @@ def _daily(r: dict[str, Any]) -> tuple[bool | None, str]:
     return ok, ""
 
 
+ACC_MIN_FRAUDS = 2000
+ACC_MAX_AP_DIFF = 0.005
+
+
+def _bf16(r: dict[str, Any]) -> tuple[bool | None, str]:
+    acc = r["details"].get("accuracy", {})
+    if acc.get("held_out_frauds", 0) < ACC_MIN_FRAUDS:
+        return None, f"AP check has {acc.get('held_out_frauds', 0):,} frauds, not {ACC_MIN_FRAUDS:,}"
+    kept = acc["ap_abs_diff"] <= ACC_MAX_AP_DIFF
+    note = f"AP {acc['ap_fp32']:.4f} fp32 vs {acc['ap_bf16']:.4f} bf16 on {acc['held_out_frauds']:,} frauds"
+    return ((_ratio(r) or 0) >= 0.5 and kept), note
+
+
 # name -> (target text, check) where check returns (met or None when not judged, note)
 TARGETS: dict[str, tuple[str, Callable[[dict[str, Any]], tuple[bool | None, str]]]] = {
     "windows": ("≥ 20× pandas", lambda r: ((_ratio(r) or 0) >= 20, "")),
     "model": ("≥ 50% of matmul GFLOP/s", lambda r: ((_ratio(r) or 0) >= 0.5, "")),
+    "model_bf16": ("≥ 50% of matmul GFLOP/s, AP within 0.005 (≥ 2,000 frauds)", _bf16),
     "e2e_duckdb": ("≥ 30,000 tx/s", lambda r: (r["value"] >= 30_000, "")),
     "e2e_postgres": ("≥ 30,000 tx/s", lambda r: (r["value"] >= 30_000, "")),
     "daily": ("1M tx + 2M logins: < 180 s, < 4 GB", _daily),
@@ -52,7 +66,7 @@ def status(r: dict[str, Any]) -> str:
     met, note = TARGETS[r["name"]][1](r)
     if met is None:
         return f"not judged: {note}"
-    return "met" if met else "not met"
+    return ("met" if met else "not met") + (f" ({note})" if note else "")
 
 
 def cells(r: dict[str, Any]) -> list[str]:

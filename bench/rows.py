@@ -386,6 +386,157 @@ def model(spec: Spec) -> dict[str, Any]:
     )
 
 
+# ---------------------------------------------------------------- bf16 scoring on CPU
+
+
+def _events(frames: dict[str, Any]) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Event table, raw feature matrix and customer starts of generated (already clean) frames."""
+    from features.events import build_event_table, customer_starts, feature_matrix
+
+    events = build_event_table(frames["transactions"].lazy(), frames["logins"].lazy())
+    return events, feature_matrix(events), customer_starts(events)
+
+
+def _transactions_after(events: Any, first: Any) -> np.ndarray:
+    d = events["event_time"].dt.date()
+    return np.flatnonzero(((events["source"] == 1) & (d >= first)).to_numpy())
+
+
+def _truth(frames: dict[str, Any], events: Any, rows: np.ndarray) -> np.ndarray:
+
+    truth = frames["truth"].select("event_id", "is_fraud")
+    ids = events["event_id"].gather(rows).to_frame()
+    return (
+        ids.join(truth, on="event_id", how="left", maintain_order="left")["is_fraud"].fill_null(0).to_numpy()
+    )
+
+
+def bf16_accuracy(spec: Spec) -> dict[str, Any]:
+    """AP of fp32 vs bf16-autocast scoring of the same production-architecture model.
+
+    The model is trained (in memory, a few epochs) on one generated population; the held-out
+    population is another seed: its customers, devices and frauds were never seen. Every
+    transaction after the first ``acc_context_days`` days (which are only history) is scored.
+    """
+    import torch
+
+    from features.windows import Normaliser, WindowGatherer
+    from pipeline.fit import FitConfig, fit_sequence_model, predict_logits_from
+    from pipeline.generate import generate_frames
+    from pipeline.metrics import average_precision
+    from pipeline.model import SequenceModelConfig
+
+    days, context = spec["acc_days"], spec["acc_context_days"]
+    first = setup.START + timedelta(days=context)
+    W = 32
+    cpu = torch.device("cpu")
+
+    train = generate_frames(spec["acc_train_customers"], days, setup.START, seed=0)
+    ev_tr, m_tr, st_tr = _events(train)
+    rows_tr = _transactions_after(ev_tr, setup.START + timedelta(days=1))
+    y_tr = _truth(train, ev_tr, rows_tr)
+    norm = Normaliser.fit(m_tr)
+    gat_tr = WindowGatherer(norm.transform(m_tr), st_tr, W)
+    x_tr, len_tr = gat_tr.gather(rows_tr), gat_tr.lengths(rows_tr)
+    cut = int(len(rows_tr) * 0.8)  # the later 20% of rows (by customer order) pick the epoch
+    torch.manual_seed(0)
+    fitted = fit_sequence_model(
+        x_tr[:cut], len_tr[:cut], y_tr[:cut], x_tr[cut:], len_tr[cut:], y_tr[cut:],
+        SequenceModelConfig(n_features=m_tr.shape[1]),
+        FitConfig(epochs=spec["acc_epochs"], neg_per_pos=20.0),
+        seed=0, device=cpu, progress=False,
+    )  # fmt: skip
+    del x_tr
+
+    test = generate_frames(spec["acc_test_customers"], days, setup.START, seed=1)
+    ev_te, m_te, st_te = _events(test)
+    rows_te = _transactions_after(ev_te, first)
+    y_te = _truth(test, ev_te, rows_te)
+    gat_te = WindowGatherer(norm.transform(m_te), st_te, W)
+    lengths = gat_te.lengths(rows_te)
+
+    def batch(idx: np.ndarray, width: int) -> np.ndarray:
+        return np.ascontiguousarray(gat_te.gather(rows_te[idx])[:, W - width :])
+
+    logits = {}
+    seconds = {}
+    for name, amp in (("fp32", False), ("bf16", True)):
+        t0 = time.perf_counter()
+        logits[name] = predict_logits_from(fitted.model, batch, lengths, 16_384, cpu, amp)
+        seconds[name] = time.perf_counter() - t0
+    ap = {k: average_precision(y_te, v) for k, v in logits.items()}
+    return {
+        "held_out_transactions": len(rows_te),
+        "held_out_frauds": int(y_te.sum()),
+        "ap_fp32": round(ap["fp32"], 5),
+        "ap_bf16": round(ap["bf16"], 5),
+        "ap_abs_diff": round(abs(ap["fp32"] - ap["bf16"]), 5),
+        "max_abs_logit_diff": round(float(np.abs(logits["fp32"] - logits["bf16"]).max()), 5),
+        "scoring_seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "train_customers": spec["acc_train_customers"],
+        "test_customers": spec["acc_test_customers"],
+        "days": days,
+        "epochs_trained": fitted.best_epoch,
+    }
+
+
+@row("model_bf16")
+def model_bf16(spec: Spec) -> dict[str, Any]:
+    """The model row's forward pass in bf16 autocast on CPU (``FRAUDSEQ_SCORE_AMP=1``), same nominal FLOPs,
+    interleaved with fp32 and the fp32 matmul reference; plus the AP check of ``bf16_accuracy``."""
+    import torch
+
+    from features.events import FEATURE_NAMES
+    from pipeline.fit import predict_logits
+    from pipeline.model import SequenceModelConfig, build_model
+
+    W, batch, n = spec["window"], spec["model_batch"], spec["model_windows"]
+    cfg = SequenceModelConfig(n_features=len(FEATURE_NAMES))
+    torch.manual_seed(0)
+    net = build_model(cfg).eval()
+    x = np.random.default_rng(0).standard_normal((n, W, cfg.n_features)).astype(np.float32)
+    lengths = np.full(n, W, dtype=np.int64)
+    cpu = torch.device("cpu")
+    mm = 2048
+    a, b = torch.randn(mm, mm), torch.randn(mm, mm)
+    reps = 8
+    fns = {
+        "matmul": lambda: [a @ b for _ in range(reps)],
+        "bf16": lambda: predict_logits(net, x, lengths, batch_size=batch, device=cpu, amp=True),
+        "fp32": lambda: predict_logits(net, x, lengths, batch_size=batch, device=cpu),
+    }
+    for fn in fns.values():  # warm-up
+        fn()
+    times = interleaved(fns, spec["runs"])
+    flops = nominal_flops(cfg, W) * n
+    return result(
+        "scoring model compute (bf16 autocast, CPU)",
+        rate(flops, times["bf16"][0]) / 1e9,
+        "GFLOP/s",
+        times["bf16"][0],
+        f"dense fp32 matmul {mm}², torch",
+        rate(reps * 2 * mm**3, times["matmul"][0]) / 1e9,
+        fp32_gflops_same_run=round(rate(flops, times["fp32"][0]) / 1e9, 1),
+        bf16_over_fp32=round(statistics.median(times["fp32"][0]) / statistics.median(times["bf16"][0]), 2),
+        windows_per_s=rate(n, times["bf16"][0]),
+        cpu_bf16_instructions=_cpu_has_bf16(),
+        accuracy=bf16_accuracy(spec),
+        windows=n,
+        batch=batch,
+        window=W,
+        threads=torch.get_num_threads(),
+        nominal_mflop_per_window=nominal_flops(cfg, W) / 1e6,
+    )
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 # ---------------------------------------------------------------- end-to-end scoring
 
 

@@ -40,7 +40,7 @@ class FitConfig:
     patience: int = 3  # epochs without a better validation AP before stopping
     grad_clip: float = 1.0  # max gradient norm; <= 0 turns clipping off
     neg_per_pos: float | None = None  # None: every window; else all frauds + this many genuine per fraud
-    amp: bool = False  # bf16 autocast on CUDA; ignored on CPU
+    amp: bool = False  # training in bf16 autocast on CUDA; ignored on CPU (scoring: FRAUDSEQ_SCORE_AMP)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -104,7 +104,7 @@ def pick_device(preference: str | None = None) -> torch.device:
 
 
 def score_amp() -> bool:
-    """bf16 autocast for scoring on CUDA, only when ``FRAUDSEQ_SCORE_AMP=1`` (its AP is unmeasured here)."""
+    """bf16 autocast for scoring (CUDA or CPU), only when ``FRAUDSEQ_SCORE_AMP=1``."""
     import os
 
     return os.environ.get(AMP_ENV, "0").strip().lower() in ("1", "true", "yes")
@@ -214,10 +214,15 @@ def to_tensors(
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on ``device`` (CUDA or CPU) when ``enabled``, else nothing.
+
+    On CPU it pays only where the cores have bf16 instructions (AVX512-BF16 or AMX); elsewhere
+    oneDNN emulates them and it is slower than fp32.
+    """
     import torch
 
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    if enabled and device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -347,7 +352,7 @@ def train_epoch(
         local, scale = replicas.local_batch(idx) if replicas is not None else (idx, 1.0)
         x, lens = to_tensors(X, lengths, local, device)
         target = torch.from_numpy(y[local].astype(np.float32)).to(device)  # (B,)
-        with autocast(device, cfg.amp):
+        with autocast(device, cfg.amp and device.type == "cuda"):  # training: bf16 on CUDA only
             logits = model(x, lens)  # (B,)
         loss = loss_fn(logits.float(), target) * scale
         optimiser.zero_grad(set_to_none=True)
@@ -436,7 +441,9 @@ def fit_sequence_model(
             seen, train_seconds = seen + len(sample), train_seconds + seconds
 
             predict = replicas.predict_logits if replicas is not None else predict_logits
-            val_logits = predict(model, X_val, len_val, device=device, amp=fit_cfg.amp)
+            val_logits = predict(
+                model, X_val, len_val, device=device, amp=fit_cfg.amp and device.type == "cuda"
+            )
             row = {
                 "epoch": epoch,
                 "train_loss": train_loss,

@@ -112,7 +112,18 @@ def test_targets_are_judged_from_the_figures() -> None:
     assert status(big) == "met"
     assert status(dict(big, peak_rss_mb=5000.0)) == "not met"
     assert status({"name": "e2e_postgres", "error": "exit 1: no server"}) == "not run"
-    assert set(TARGETS) <= {"windows", "model", "e2e_duckdb", "e2e_postgres", "daily"}
+    assert set(TARGETS) <= {"windows", "model", "model_bf16", "e2e_duckdb", "e2e_postgres", "daily"}
+
+
+def test_bf16_is_judged_only_with_enough_frauds_and_needs_the_same_ap() -> None:
+    acc = {"ap_fp32": 0.8, "ap_bf16": 0.798, "ap_abs_diff": 0.002, "held_out_frauds": 2500}
+    fast = fake_row("model_bf16", 60, 100, unit="GFLOP/s", accuracy=acc)
+    assert status(fast).startswith("met (AP 0.8000 fp32 vs 0.7980 bf16 on 2,500 frauds")
+    assert status(fake_row("model_bf16", 40, 100, unit="GFLOP/s", accuracy=acc)).startswith("not met")
+    drifted = dict(acc, ap_bf16=0.79, ap_abs_diff=0.01)
+    assert status(fake_row("model_bf16", 60, 100, unit="GFLOP/s", accuracy=drifted)).startswith("not met")
+    few = dict(acc, held_out_frauds=300)
+    assert status(fake_row("model_bf16", 60, 100, unit="GFLOP/s", accuracy=few)).startswith("not judged")
 
 
 def test_table_and_markdown_have_one_well_formed_line_per_row() -> None:

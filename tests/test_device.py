@@ -137,3 +137,22 @@ def test_unmasked_pooling_of_whole_windows_equals_the_masked_path(monkeypatch: p
         monkeypatch.setattr(model_module.Layouts, "__init__", masked)
         slow = net(x, lengths)
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-6)
+
+
+def test_score_amp_runs_the_model_in_bf16_on_cpu_and_keeps_the_logits_close() -> None:
+    from pipeline.fit import autocast
+
+    cpu = torch.device("cpu")
+    with autocast(cpu, True):
+        assert torch.nn.Linear(4, 2)(torch.ones(3, 4)).dtype == torch.bfloat16
+    with autocast(cpu, False):
+        assert torch.nn.Linear(4, 2)(torch.ones(3, 4)).dtype == torch.float32
+
+    torch.manual_seed(0)
+    net = build_model(SequenceModelConfig(n_features=6, hidden=16, layers=2)).eval()
+    x = np.random.default_rng(0).standard_normal((64, 10, 6)).astype(np.float32)
+    lengths = np.random.default_rng(1).integers(1, 11, 64)
+    fp32 = predict_logits(net, x, lengths, device=cpu)
+    bf16 = predict_logits(net, x, lengths, device=cpu, amp=True)
+    assert not np.array_equal(fp32, bf16)  # bf16 really ran
+    np.testing.assert_allclose(bf16, fp32, atol=0.05)
