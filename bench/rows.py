@@ -322,6 +322,24 @@ def interleaved(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, tuple
     return out
 
 
+def production_model_inputs(n: int, window: int) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """The production architecture (seed 0, eval mode) and ``n`` random full windows for it.
+
+    The cost of a forward pass does not depend on the values, and scoring windows are almost
+    all full (30 days of history).
+    """
+    import torch
+
+    from features.events import FEATURE_NAMES
+    from pipeline.model import SequenceModelConfig, build_model
+
+    cfg = SequenceModelConfig(n_features=len(FEATURE_NAMES))
+    torch.manual_seed(0)
+    net = build_model(cfg).eval()
+    x = np.random.default_rng(0).standard_normal((n, window, cfg.n_features)).astype(np.float32)
+    return cfg, net, x, np.full(n, window, dtype=np.int64)
+
+
 @row("model")
 def model(spec: Spec) -> dict[str, Any]:
     """Production model forward (``predict_logits``, scoring batch) on full windows: GFLOP/s vs fp32 matmul.
@@ -332,16 +350,10 @@ def model(spec: Spec) -> dict[str, Any]:
     """
     import torch
 
-    from features.events import FEATURE_NAMES
     from pipeline.fit import predict_logits
-    from pipeline.model import SequenceModelConfig, build_model
 
     W, batch, n = spec["window"], spec["model_batch"], spec["model_windows"]
-    cfg = SequenceModelConfig(n_features=len(FEATURE_NAMES))
-    torch.manual_seed(0)
-    net = build_model(cfg).eval()
-    x = np.random.default_rng(0).standard_normal((n, W, cfg.n_features)).astype(np.float32)
-    lengths = np.full(n, W, dtype=np.int64)
+    cfg, net, x, lengths = production_model_inputs(n, W)
     small = min(4096, batch)
     mm = 2048
     a, b = torch.randn(mm, mm), torch.randn(mm, mm)
@@ -486,16 +498,10 @@ def model_bf16(spec: Spec) -> dict[str, Any]:
     interleaved with fp32 and the fp32 matmul reference; plus the AP check of ``bf16_accuracy``."""
     import torch
 
-    from features.events import FEATURE_NAMES
     from pipeline.fit import predict_logits
-    from pipeline.model import SequenceModelConfig, build_model
 
     W, batch, n = spec["window"], spec["model_batch"], spec["model_windows"]
-    cfg = SequenceModelConfig(n_features=len(FEATURE_NAMES))
-    torch.manual_seed(0)
-    net = build_model(cfg).eval()
-    x = np.random.default_rng(0).standard_normal((n, W, cfg.n_features)).astype(np.float32)
-    lengths = np.full(n, W, dtype=np.int64)
+    cfg, net, x, lengths = production_model_inputs(n, W)
     cpu = torch.device("cpu")
     mm = 2048
     a, b = torch.randn(mm, mm), torch.randn(mm, mm)

@@ -18,6 +18,7 @@ from pipeline.shared import list_files, remove
 from pipeline.validate import publish_day, read_validated, validate_day, validated_days
 
 from .conftest import ZONE_START
+from .test_shards import _read_scores
 from .test_validate import DAY as TINY_DAY
 from .test_validate import login, tx, write
 
@@ -42,16 +43,6 @@ def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def _report_url(shared_url: str, day) -> str:
     return f"{shared_url}/reports/validation/date={day.isoformat()}.json"
-
-
-def _read_scores(settings: Settings, day) -> pl.DataFrame:
-    from pipeline import db
-
-    engine = db.make_engine(settings.scores_db_url)
-    try:
-        return db.read_scores(engine, day, day).sort("event_id")
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.slow
