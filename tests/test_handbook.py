@@ -351,3 +351,17 @@ def test_benchmark_adds_the_blend_row_and_the_scenario_table(tmp_path) -> None: 
     assert len(blend_rows) == 4 and all("top_recall_scenario_1" in f for f in blend_rows)
     text = md.read_text()
     assert "Which frauds each model finds" in text and f"| {BLEND} |" in text
+
+
+def test_tune_blend_picks_a_grid_weight_on_the_validation_folds(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pipeline import benchmark as B
+
+    config = B._set(B.load_config(tmp_path / "none.json"), "fit.epochs", 1)
+    prep = B.prepare(synthetic_file(tmp_path), config["window"])
+    seen: list[str] = []
+    real = B.fold_data
+    monkeypatch.setattr(B, "fold_data", lambda p, fold: seen.append(fold.name) or real(p, fold))
+    tuned = B.tune_blend(prep, config, progress=False)
+    assert tuned["blend"]["bilstm_weight"] in B.BLEND_GRID
+    assert seen == [f.name for f in hb.handbook_folds("validation")]  # never a test fold
+    assert config["blend"]["bilstm_weight"] == 0.5  # the input config is not mutated
