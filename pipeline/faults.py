@@ -22,6 +22,7 @@ CHECKPOINTS: dict[str, str] = {
     "validate.staged": "validate: every output of the day written to staging folders, none swapped in",
     "validate.swapping": "validate: the first folder of the day swapped in, the others still staged",
     "validate.before_report": "validate: every folder swapped in, the JSON report not yet replaced",
+    "validate.publishing": "validate: day committed locally, shared copy's partitions written, its report not yet",
     "score.deleted": "score: the day's old rows deleted inside the transaction, new rows not inserted",
     "score.inserted": "score: new rows inserted inside the transaction, not committed",
     "score.labels": "score: the day's scores committed, fraud_labels not yet merged",

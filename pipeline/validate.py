@@ -598,6 +598,7 @@ def publish_day(settings: Settings, day: date) -> None:
         for log in LOGS:
             local = _final(settings.validated_dir, log, day) / PART_FILE
             shared.put_atomic(local.read_bytes(), _part_url(root, log, day))
+    checkpoint("validate.publishing")
     shared.put_atomic(report, _report_url(root, day))
 
 

@@ -150,6 +150,31 @@ def test_kill_while_validating(point: str, home_copy: Path, landing: Path) -> No
 
 
 @pytest.mark.slow
+def test_kill_while_publishing_to_the_shared_location(home_copy: Path, landing: Path, tmp_path: Path) -> None:
+    from pipeline.config import Settings
+    from pipeline.validate import validated_days
+
+    shared = tmp_path / "shared"
+    env = {"FRAUDSEQ_SHARED_URL": str(shared)}
+    point = "validate.publishing"
+    assert killed(
+        run_cli(home_copy, landing, "validate", "--date", str(DAY), kill_at=point, extra_env=env), point
+    )
+
+    local = Settings(home=home_copy)
+    on_url = Settings(home=tmp_path / "empty", shared_url=str(shared))
+    assert DAY in validated_days(local)  # committed locally before publishing began
+    assert DAY not in validated_days(on_url)  # partitions there, report not: readers skip the day
+    assert (shared / "validated" / "transactions" / f"date={DAY}" / "part-0.parquet").is_file()
+
+    assert ok(run_cli(home_copy, landing, "validate", "--date", str(DAY), extra_env=env))["status"] == "ok"
+    assert DAY in validated_days(on_url)
+    for log in ("transactions", "logins", "labels"):
+        part = f"validated/{log}/date={DAY}/part-0.parquet"
+        assert (shared / part).read_bytes() == (home_copy / part).read_bytes()
+    assert [p for p in shared.rglob("*.tmp")] == []
+
+
 @pytest.mark.parametrize("point", ["score.deleted", "score.inserted", "score.labels"])
 def test_kill_while_scoring(point: str, home_copy: Path, landing: Path) -> None:
     first = ok(run_cli(home_copy, landing, "score", "--date", str(DAY)))

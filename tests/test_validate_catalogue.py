@@ -541,6 +541,10 @@ CRASH_HANDLING: dict[str, tuple[str, str]] = {
         "journal written: the next run rolls the commit forward",
         "day hidden from readers until then; re-run equals an uninterrupted run",
     ),
+    "validate.publishing": (
+        "the shared report is written last: without it readers on the URL skip the day",
+        "day absent from the shared copy until the re-run publishes it again, same files",
+    ),
     "score.deleted": ("DB transaction never committed: rolled back", "old rows intact, scored_at included"),
     "score.inserted": ("DB transaction never committed: rolled back", "old rows intact, scored_at included"),
     "score.labels": (
