@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from features import handbook as hb
+from features.encoding import PiecewiseLinearEncoder
 from pipeline.errors import MissingInputError, UsageError
 from pipeline.metrics import auc_roc, average_precision, card_precision_at_k
 
@@ -69,6 +70,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     },
     # share of the early-stop week's genuine windows scored after each epoch (all its frauds are kept)
     "early_stop_fraction": 0.35,
+    # target-aware piecewise-linear bins of every input feature, for the sequence models
+    # (features/encoding.py); max_bins 0 feeds the standardised features alone
+    "encoding": {"max_bins": 8, "min_leaf": 20},
     # the BiLSTM + gbt row: sigmoid(w * logit(bilstm) + (1 - w) * logit(gbt)), w chosen by --tune
     "blend": {"bilstm_weight": 0.5},
 }
@@ -98,6 +102,8 @@ class FoldData:
     mean: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     std: np.ndarray = field(repr=False, default_factory=lambda: np.ones(0))
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=dict)
+    encoder: PiecewiseLinearEncoder | None = field(repr=False, default=None)
+    encoding_key: str = ""  # the encoding config the cache and encoder were built with
 
 
 def prepare(data: Path, window: int) -> Prepared:
@@ -145,11 +151,44 @@ def scaled(prep: Prepared, fd: FoldData, part: str) -> np.ndarray:
     return (prep.x[fd.rows[part]] - fd.mean) / fd.std
 
 
+def use_encoding(prep: Prepared, fd: FoldData, encoding: dict[str, Any] | None) -> None:
+    """Fit the fold's piecewise-linear encoder on its training rows (once per encoding config).
+
+    Only training transactions and their labels place the bin edges: the early-stop and test
+    weeks are encoded with edges they never influenced.
+    """
+    enc = dict(encoding or {})
+    key = json.dumps(enc, sort_keys=True)
+    if key == fd.encoding_key:
+        return
+    fd.cache.clear()
+    fd.encoding_key = key
+    bins = int(enc.get("max_bins", 0))
+    fd.encoder = (
+        PiecewiseLinearEncoder.fit(
+            prep.x[fd.rows["train"]], fd.y["train"], max_bins=bins, min_leaf=int(enc.get("min_leaf", 20))
+        )
+        if bins >= 2
+        else None
+    )
+
+
 def windows(prep: Prepared, fd: FoldData, part: str) -> tuple[np.ndarray, np.ndarray]:
-    """(B, W, F) normalised, left-padded windows and their lengths for one slice (cached per fold)."""
+    """(B, W, F') left-padded windows and their lengths for one slice (cached per fold).
+
+    Each event is its standardised features, then, with an encoder, its piecewise-linear bins
+    (already in [0, 1], so not standardised). Padding positions are all zeros.
+    """
     if part not in fd.cache:
-        x_all = ((prep.x - fd.mean) / fd.std).astype(np.float32)  # (N, F); padding is zeroed below
-        fd.cache[part] = hb.gather_windows(x_all, prep.window_index[fd.rows[part]])
+        raw, lengths = hb.gather_windows(prep.x, prep.window_index[fd.rows[part]])  # (B, W, F)
+        x = ((raw - fd.mean) / fd.std).astype(np.float32)  # (B, W, F)
+        if fd.encoder is not None:
+            B, W, F = raw.shape
+            bins = fd.encoder.transform(raw.reshape(B * W, F)).reshape(B, W, -1)  # (B, W, K)
+            x = np.concatenate([x, bins], axis=2)  # (B, W, F + K)
+        pad = np.arange(x.shape[1])[None, :] < (x.shape[1] - lengths)[:, None]  # (B, W)
+        x[pad] = 0.0
+        fd.cache[part] = (np.ascontiguousarray(x), lengths)
     return fd.cache[part]
 
 
@@ -200,10 +239,11 @@ def score_sequence(
 
     torch.set_num_threads(2)
     cell, bidirectional = SEQUENCE[name]
-    model_cfg = SequenceModelConfig(
-        n_features=prep.x.shape[1], cell=cell, bidirectional=bidirectional, **cfg["model"]
-    )
+    use_encoding(prep, fd, cfg.get("encoding"))
     x_tr, len_tr = windows(prep, fd, "train")
+    model_cfg = SequenceModelConfig(
+        n_features=x_tr.shape[2], cell=cell, bidirectional=bidirectional, **cfg["model"]
+    )
     x_es, len_es = windows(prep, fd, "early_stop")
     keep = early_stop_sample(fd.y["early_stop"], cfg["early_stop_fraction"])
     result = fit_sequence_model(
@@ -221,7 +261,11 @@ def score_sequence(
     )
     x_te, len_te = windows(prep, fd, "test")
     logits = predict_logits(result.model, x_te, len_te)
-    detail = {"best_epoch": result.best_epoch, "train_windows_per_s": round(result.train_windows_per_s, 1)}
+    detail = {
+        "best_epoch": result.best_epoch,
+        "train_windows_per_s": round(result.train_windows_per_s, 1),
+        "inputs_per_event": int(x_tr.shape[2]),
+    }
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64))), detail
 
 
@@ -404,6 +448,10 @@ NOTES = [
     " earliest known fraud. A label is used only once its transaction is >= 7 days old.",
     "- Sequence models read the customer's last `window` transactions (left-padded), each described by"
     " those per-event features; `gbt` and `logreg` read the same features of the scored transaction.",
+    "- With `encoding.max_bins` >= 2 each event also carries a target-aware piecewise-linear encoding of"
+    " every feature (`features/encoding.py`): a `max_bins`-leaf decision tree per feature, fitted on the"
+    " fold's training rows and labels only, places the bin edges, and each bin is one input ramping"
+    " from 0 to 1 across it. It gives the network the sharp thresholds a tree finds with one split.",
     "- Early stopping (epochs for the sequence models, rounds for gbt) uses the 7 days before each fold's"
     " training week, whose labels are all known; the test days are never used for any choice.",
     "- Sequence models train each epoch on all training frauds plus a fresh draw of `neg_per_pos` genuine"
@@ -413,7 +461,8 @@ NOTES = [
     f"- `{BLEND}` is not trained: it is sigmoid(w x logit(bilstm) + (1 - w) x logit(gbt)) of the two models'"
     " scores of the same seed, with w (`blend.bilstm_weight`) chosen by `--tune` on the validation folds.",
     "- Hyper-parameters come from `docs/benchmarks/handbook-config.json`; `--tune` rebuilds it with a small"
-    " grid search on the 4 validation folds (training starts 2018-07-11, 07-04, 06-27, 06-20).",
+    " grid search on the 4 validation folds (training starts 2018-07-11, 07-04, 06-27, 06-20): gbt leaves"
+    " and leaf size, then the BiLSTM's window and encoding bins, then the blend weight.",
 ]
 
 
@@ -497,8 +546,7 @@ def load_config(path: Path) -> dict[str, Any]:
 
 TUNE_GRID: dict[str, list[Any]] = {
     "window": [8, 16],
-    "model.hidden": [32, 64],
-    "fit.neg_per_pos": [None, 20.0],
+    "encoding.max_bins": [0, 4, 8],
 }
 GBT_GRID: dict[str, list[Any]] = {"num_leaves": [15, 31, 63], "min_child_samples": [5, 20]}
 
@@ -525,7 +573,7 @@ def mean_ap(
 
 
 def tune_config(prep: Prepared, config: dict[str, Any], progress: bool) -> dict[str, Any]:
-    """Grid search on the validation folds only: gbt leaves, then the BiLSTM window/width/sampling."""
+    """Grid search on the validation folds only: gbt leaves, then the BiLSTM window and encoding bins."""
     val = {f: fold_data(prep, f) for f in hb.handbook_folds("validation")}
     best = (-1.0, config)
     for values in itertools.product(*GBT_GRID.values()):
