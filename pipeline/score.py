@@ -33,8 +33,8 @@ def score_events(
     The reference for the sharded path (``pipeline.shards``), which ``score_day`` uses.
     """
     rows = data.transaction_rows(day, day)
-    windows, lengths = gather_windows(data.matrix, data.starts, rows, bundle.window)
-    probs = bundle.predict_proba(windows, lengths) if len(rows) else np.zeros(0)
+    # windows are gathered batch by batch: the day's N x W x F windows never exist at once
+    probs = bundle.predict_rows(data.matrix, data.starts, rows) if len(rows) else np.zeros(0)
     tx = data.events[rows]
     ranks, alerts = rank_and_alert(probs, tx["event_id"].to_list(), budget)
 

@@ -139,7 +139,7 @@ def test_table_and_markdown_have_one_well_formed_line_per_row() -> None:
     assert all(line.count("|") == md[0].count("|") for line in md)
     assert "40.00×" in md[2] and "met" in md[2]
     spec = {"size": "quick", "runs": 3, "pg_admin": "host=x"}
-    rows[0]["details"]["row_by_row_gather_windows_per_s"] = 5e5
+    rows[0]["details"].update(row_by_row_gather_windows_per_s=2e5, materialised_windows_per_s=8e5)
     base = [dict(rows[1], value=5e5)]
     doc = render_markdown(
         rows, spec, {"cpu": "test"}, "python -m bench --quick", base, "## Notes\n\nhand text"
@@ -147,7 +147,8 @@ def test_table_and_markdown_have_one_well_formed_line_per_row() -> None:
     assert doc.startswith("# Performance") and "python -m bench --quick" in doc and "host=x" not in doc
     readme = doc.split("## For the README")[1].split("##")[0]
     assert readme.count("\n| ") == 1 + len(rows) and "**met**" in readme and "not run" in readme
-    assert "| 4.00× |" in doc  # the gather before/after, measured in the same run
+    assert "| 4.00× |" in doc  # the block gather vs the row-by-row one, measured in the same run
+    assert "| 2.50× |" in doc  # batch by batch (the row's value) vs all windows in one array
     assert "| 2.00× |" in doc  # this run's generation vs the baseline run's
     assert "hand text" in doc
 
