@@ -135,3 +135,27 @@ def test_encoding_off_gives_the_standardised_windows_alone_and_a_new_config_refi
     np.testing.assert_allclose(plain, want, atol=1e-5)
     B.use_encoding(prep, fd, {"max_bins": 4, "min_leaf": 5})
     assert B.windows(prep, fd, "train")[0].shape[2] > plain.shape[2]  # the cache was rebuilt
+
+
+def test_the_no_history_ablation_reads_the_scored_transaction_alone(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    import pipeline.fit
+    from features import handbook as hb
+    from pipeline import benchmark as B
+
+    prep = _tiny_prep()  # windows of 4 events
+    fd = B.fold_data(prep, hb.Fold(date(2018, 7, 25)))
+    seen: list[tuple[int, int]] = []
+    real = pipeline.fit.fit_sequence_model
+
+    def spy(x_tr, len_tr, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((x_tr.shape[1], int(len_tr.max())))
+        return real(x_tr, len_tr, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.fit, "fit_sequence_model", spy)
+    config = B._set(B.load_config(Path("no-such-config.json")), "fit.epochs", 1)
+    last, _ = B.score_sequence(B.NO_HISTORY, prep, fd, config, 0, False)
+    full, _ = B.score_sequence("bilstm", prep, fd, config, 0, False)
+    assert seen == [(1, 1), (4, 4)]
+    assert len(last) == len(full) == len(fd.test)

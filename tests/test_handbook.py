@@ -269,7 +269,7 @@ def test_benchmark_rejects_unknown_models() -> None:
     from pipeline.benchmark import resolve_models
     from pipeline.errors import UsageError
 
-    assert resolve_models(["all"]) == ["logreg", "gbt", "rnn", "gru", "lstm", "bilstm"]
+    assert resolve_models(["all"]) == ["logreg", "gbt", "rnn", "gru", "lstm", "bilstm", "bilstm_last"]
     assert resolve_models(["bilstm", "gbt"]) == ["gbt", "bilstm"]
     with pytest.raises(UsageError):
         resolve_models(["xgboost"])
