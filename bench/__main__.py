@@ -71,7 +71,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "validation_days": 7,
         "train_windows": 10_000,
         "model_windows": 32_768,
-        "model_batch": 16_384,
+        "model_batch": 4_096,  # pipeline.registry.SCORE_BATCH, what scoring uses on CPU
         "daily_customers": 30_000,
         "daily_runs": 1,
         "acc_train_customers": 3_000,

@@ -152,11 +152,11 @@ def speedups(results: list[dict[str, Any]], baseline: list[dict[str, Any]] | Non
             )
     if "model" in by:
         d = by["model"]["details"]
-        old = d.get("windows_per_s_at_batch_4096")
-        if old and d.get("batch") != 4096:
+        old = d.get("windows_per_s_at_former_batch")
+        if old and d.get("batch") != d.get("former_batch"):
             new = d["windows_per_s"]
             out.append(
-                f"| scoring batch {d['batch']:,} windows (was 4,096) | {fmt(old, 'windows/s')} "
+                f"| scoring batch {d['batch']:,} windows (was {d.get('former_batch', 0):,}) | {fmt(old, 'windows/s')} "
                 f"| {fmt(new, 'windows/s')} | {new / old:.2f}× |"
             )
     for b in baseline or []:

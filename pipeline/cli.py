@@ -229,7 +229,9 @@ def demo(
 @benchmark_app.command("handbook")
 def benchmark_handbook(
     data: Annotated[Path, typer.Option("--data")] = Path("../shared/data/handbook/transactions.parquet"),
-    models: Annotated[str, typer.Option("--models", help="Comma list, or 'all'.")] = "logreg,gbt,bilstm,bilstm_last",
+    models: Annotated[
+        str, typer.Option("--models", help="Comma list, or 'all'.")
+    ] = "logreg,gbt,bilstm,bilstm_last",
     seeds: Annotated[str, typer.Option("--seeds")] = "0,1,2",
     tune: Annotated[
         bool, typer.Option("--tune", help="Search hyper-parameters on the validation folds.")

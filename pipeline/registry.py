@@ -22,7 +22,18 @@ if TYPE_CHECKING:
     from pipeline.model import SequenceClassifier
 
 CHAMPION = "champion"
-SCORE_BATCH = 16_384  # windows per forward pass when scoring
+# Windows per forward pass when scoring. On CPU a batch of 4,096 windows (14 MB) stays in the
+# cache between its gather and the forward pass: gather plus model ran 1.25x faster than with
+# 16,384 (bench/notes.md). On a GPU larger batches keep the device busy.
+SCORE_BATCH = 4_096
+SCORE_BATCH_CUDA = 16_384
+
+
+def score_batch(device: Any) -> int:
+    """Windows per scoring batch on ``device`` (a ``torch.device``)."""
+    return SCORE_BATCH_CUDA if getattr(device, "type", "cpu") == "cuda" else SCORE_BATCH
+
+
 _URI = re.compile(
     r"^models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]{0,255})(?:@(?P<alias>[A-Za-z0-9_\-]{1,255})|/(?P<version>[0-9]{1,9}))$"
 )
@@ -39,14 +50,13 @@ class ModelBundle:
     window: int
     drift_reference: dict[str, Any] | None = None  # pipeline.drift bins fixed at training
 
-    def logits(self, windows: np.ndarray, lengths: np.ndarray, batch_size: int = SCORE_BATCH) -> np.ndarray:
+    def logits(self, windows: np.ndarray, lengths: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Raw logits for windows of raw (un-normalised) features.
 
-        Batches are large (``SCORE_BATCH``): on 2 CPU threads 16,384 windows score about 1.5x
-        faster per window than 4,096 (docs/benchmarks/performance.md), for about 1.2 GB of
-        transient memory. Each length bucket is cut, copied and scaled on its own (``predict_logits``'s ``transform``),
-        so no second (N, W, F) array is made; on a GPU (``pipeline.fit.pick_device``) the
-        forward pass runs there, in bf16 autocast only when ``FRAUDSEQ_SCORE_AMP=1``.
+        Batches hold ``score_batch(device)`` windows unless ``batch_size`` is given. Each length
+        bucket is cut, copied and scaled on its own (``predict_logits``'s ``transform``), so no
+        second (N, W, F) array is made; on a GPU (``pipeline.fit.pick_device``) the forward pass
+        runs there, in bf16 autocast only when ``FRAUDSEQ_SCORE_AMP=1``.
         """
         from pipeline.fit import pick_device, predict_logits, score_amp
 
@@ -54,12 +64,13 @@ class ModelBundle:
             return self.normaliser.transform_windows(x, lens, inplace=True)
 
         device = pick_device()
+        batch_size = batch_size or score_batch(device)
         return predict_logits(
             self.net, windows, lengths, batch_size=batch_size, device=device, amp=score_amp(), transform=scale
         )
 
     def predict_rows(
-        self, matrix: np.ndarray, starts: np.ndarray, rows: np.ndarray, batch_size: int = SCORE_BATCH
+        self, matrix: np.ndarray, starts: np.ndarray, rows: np.ndarray, batch_size: int | None = None
     ) -> np.ndarray:
         """``predict_proba`` of the windows ending at event rows ``rows``, gathered batch by batch.
 
@@ -69,7 +80,7 @@ class ModelBundle:
         return self.calibrate(self.logits_rows(matrix, starts, rows, batch_size))
 
     def logits_rows(
-        self, matrix: np.ndarray, starts: np.ndarray, rows: np.ndarray, batch_size: int = SCORE_BATCH
+        self, matrix: np.ndarray, starts: np.ndarray, rows: np.ndarray, batch_size: int | None = None
     ) -> np.ndarray:
         """Raw logits of the windows ending at event rows ``rows`` (see ``predict_rows``)."""
         from features.windows import WindowGatherer
@@ -86,8 +97,9 @@ class ModelBundle:
         def scale(x: np.ndarray, lens: np.ndarray) -> np.ndarray:
             return self.normaliser.transform_windows(x, lens, inplace=True)
 
+        device = pick_device()
         return predict_logits_from(
-            self.net, batch, lengths, batch_size, pick_device(), score_amp(), transform=scale
+            self.net, batch, lengths, batch_size or score_batch(device), device, score_amp(), transform=scale
         )
 
     def normalise_windows(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
