@@ -60,44 +60,19 @@ def test_bad_shapes_and_bin_counts_are_refused() -> None:
         PiecewiseLinearEncoder.fit(x, y).transform(x[:, :1])
 
 
-def _tiny_prep(n_customers: int = 40, days: int = 150, seed: int = 0):  # type: ignore[no-untyped-def]
-    """A Prepared of random handbook-shaped rows, enough for every fold."""
+def _tiny_prep(tmp_path):  # type: ignore[no-untyped-def]
+    """The handbook tests' synthetic file over every fold, prepared with windows of 4 events."""
     from pipeline import benchmark as B
+    from tests.test_handbook import synthetic_file
 
-    rng = np.random.default_rng(seed)
-    n = n_customers * days
-    import polars as pl
-
-    from features import handbook as hb
-
-    frame = hb.normalise_columns(
-        pl.DataFrame(
-            {
-                "TRANSACTION_ID": np.arange(n),
-                "TX_DATETIME": [
-                    hb.EPOCH.isoformat() + f" {int(h):02d}:00:00" for h in rng.integers(0, 24, n)
-                ],
-                "CUSTOMER_ID": rng.integers(0, n_customers, n),
-                "TERMINAL_ID": rng.integers(0, 20, n),
-                "TX_AMOUNT": rng.gamma(2, 30, n),
-                "TX_FRAUD": (rng.random(n) < 0.05).astype(np.int64),
-            }
-        ).with_columns(
-            (
-                pl.col("TX_DATETIME").str.to_datetime() + pl.duration(days=pl.Series(np.arange(n) % days))
-            ).alias("TX_DATETIME")
-        )
-    )
-    frame = hb.build_features(frame).sort(["customer_id", "ts", "tx_id"]).with_row_index("row")
-    x = frame.select(hb.FEATURES).to_numpy().astype(np.float32)
-    return B.Prepared(frame, x, hb.customer_window_index(frame["customer_id"].to_numpy(), 4))
+    return B.prepare(synthetic_file(tmp_path), 4)
 
 
-def test_benchmark_windows_carry_the_bins_and_their_edges_come_from_training_rows_only() -> None:
+def test_benchmark_windows_carry_the_bins_and_their_edges_come_from_training_rows_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from features import handbook as hb
     from pipeline import benchmark as B
 
-    prep = _tiny_prep()
+    prep = _tiny_prep(tmp_path)
     fold = hb.Fold(date(2018, 7, 25))
     fd = B.fold_data(prep, fold)
     B.use_encoding(prep, fd, {"max_bins": 4, "min_leaf": 5})
@@ -121,11 +96,11 @@ def test_benchmark_windows_carry_the_bins_and_their_edges_come_from_training_row
     assert fd2.encoder is not None and fd2.encoder.edges == fd.encoder.edges
 
 
-def test_encoding_off_gives_the_standardised_windows_alone_and_a_new_config_refits() -> None:
+def test_encoding_off_gives_the_standardised_windows_alone_and_a_new_config_refits(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from features import handbook as hb
     from pipeline import benchmark as B
 
-    prep = _tiny_prep()
+    prep = _tiny_prep(tmp_path)
     fd = B.fold_data(prep, hb.Fold(date(2018, 7, 25)))
     B.use_encoding(prep, fd, {"max_bins": 0})
     plain, lengths = B.windows(prep, fd, "train")
@@ -137,14 +112,14 @@ def test_encoding_off_gives_the_standardised_windows_alone_and_a_new_config_refi
     assert B.windows(prep, fd, "train")[0].shape[2] > plain.shape[2]  # the cache was rebuilt
 
 
-def test_the_no_history_ablation_reads_the_scored_transaction_alone(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_no_history_ablation_reads_the_scored_transaction_alone(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from pathlib import Path
 
     import pipeline.fit
     from features import handbook as hb
     from pipeline import benchmark as B
 
-    prep = _tiny_prep()  # windows of 4 events
+    prep = _tiny_prep(tmp_path)  # windows of 4 events
     fd = B.fold_data(prep, hb.Fold(date(2018, 7, 25)))
     seen: list[tuple[int, int]] = []
     real = pipeline.fit.fit_sequence_model
