@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 CHAMPION = "champion"
 # Windows per forward pass when scoring. On CPU a batch of 4,096 windows (14 MB) stays in the
-# cache between its gather and the forward pass: gather plus model ran 1.25x faster than with
-# 16,384 (bench/notes.md). On a GPU larger batches keep the device busy.
+# cache between its gather and the forward pass: gather plus model ran 1.07-1.25x faster than with
+# 16,384 (python -m bench.score_batch, bench/notes.md). On a GPU larger batches keep the device busy.
 SCORE_BATCH = 4_096
 SCORE_BATCH_CUDA = 16_384
 
