@@ -19,6 +19,24 @@ def window_lengths(targets: np.ndarray, starts: np.ndarray, window: int) -> np.n
     return np.minimum(targets - starts[targets] + 1, window).astype(np.int64)
 
 
+def zero_left_padding(windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Set the left padding of C-contiguous windows (N, W, F) to zero, in place; returns them.
+
+    Row ``i`` holds ``W - lengths[i]`` padding positions before its real events. Only the
+    padded rows are touched, through one flat index of their padding positions: about twice
+    as fast as a boolean (N, W) mask, which numpy scans and assigns row by row.
+    """
+    n, w = windows.shape[:2]
+    short = np.flatnonzero(np.asarray(lengths) < w)  # rows with any padding
+    if not len(short):
+        return windows
+    pads = w - np.asarray(lengths, dtype=np.int64)[short]  # (S,) padding positions per short row
+    first = np.repeat(short * w - (np.cumsum(pads) - pads), pads)  # (P,) row start, minus pads before
+    flat = first + np.arange(int(pads.sum()))  # (P,) flat (N*W) position of every padding slot
+    windows.reshape(n * w, -1)[flat] = 0.0
+    return windows
+
+
 def gather_windows(
     matrix: np.ndarray, starts: np.ndarray, targets: np.ndarray, window: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -67,11 +85,7 @@ class WindowGatherer:
             t = int(targets[i])
             out[i, : window - 1 - t] = 0.0
             out[i, window - 1 - t :] = self.matrix[: t + 1]
-        lengths = self.lengths(targets)
-        pad = np.arange(window)[None, :] < (window - lengths)[:, None]  # (N, W): before the customer's start
-        if pad.any():
-            out[pad] = 0.0
-        return out
+        return zero_left_padding(out, self.lengths(targets))  # positions before the customer's start
 
 
 def _gather_rowwise(matrix: np.ndarray, starts: np.ndarray, targets: np.ndarray, window: int) -> np.ndarray:
@@ -124,11 +138,7 @@ class Normaliser:
         x = windows if inplace else np.array(windows, dtype=np.float32, order="C")
         x -= np.asarray(self.mean, dtype=np.float32)
         x /= np.asarray(self.std, dtype=np.float32)
-        w = x.shape[1]
-        pad = np.arange(w)[None, :] < (w - np.asarray(lengths))[:, None]  # (N, W): left padding
-        if pad.any():
-            x[pad] = 0.0
-        return x
+        return zero_left_padding(x, lengths)
 
     def to_dict(self) -> dict[str, list]:
         return {"feature_names": self.feature_names, "mean": self.mean, "std": self.std}
@@ -138,4 +148,11 @@ class Normaliser:
         return cls(list(d["feature_names"]), list(d["mean"]), list(d["std"]))
 
 
-__all__ = ["Normaliser", "WindowGatherer", "gather_windows", "window_lengths", "CYCLIC_FEATURES"]
+__all__ = [
+    "CYCLIC_FEATURES",
+    "Normaliser",
+    "WindowGatherer",
+    "gather_windows",
+    "window_lengths",
+    "zero_left_padding",
+]

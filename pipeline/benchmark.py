@@ -22,6 +22,7 @@ import polars as pl
 
 from features import handbook as hb
 from features.encoding import PiecewiseLinearEncoder
+from features.windows import zero_left_padding
 from pipeline.errors import MissingInputError, UsageError
 from pipeline.metrics import auc_roc, average_precision, card_precision_at_k
 
@@ -189,9 +190,8 @@ def windows(prep: Prepared, fd: FoldData, part: str) -> tuple[np.ndarray, np.nda
             B, W, F = raw.shape
             bins = fd.encoder.transform(raw.reshape(B * W, F)).reshape(B, W, -1)  # (B, W, K)
             x = np.concatenate([x, bins], axis=2)  # (B, W, F + K)
-        pad = np.arange(x.shape[1])[None, :] < (x.shape[1] - lengths)[:, None]  # (B, W)
-        x[pad] = 0.0
-        fd.cache[key] = (np.ascontiguousarray(x), lengths)
+        x = zero_left_padding(np.ascontiguousarray(x), lengths)
+        fd.cache[key] = (x, lengths)
     return fd.cache[key]
 
 

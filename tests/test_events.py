@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from features.events import FEATURE_NAMES, build_event_table, customer_starts, feature_matrix
-from features.windows import Normaliser, gather_windows
+from features.windows import Normaliser, gather_windows, zero_left_padding
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
 
@@ -133,6 +133,17 @@ def test_windows_are_left_padded_and_stay_inside_the_customer() -> None:
     assert x[1, :, real].tolist() == [1, 1, 1, 1]
     np.testing.assert_array_equal(x[0, -1], m[2])
     np.testing.assert_array_equal(x[1, 0], m[4])  # B's window starts at its 2nd event
+
+
+@pytest.mark.parametrize("lengths", [[4, 4, 4], [1, 4, 2], [1, 1, 1], [0, 3, 4]])
+def test_zero_left_padding_clears_exactly_the_positions_before_each_window(lengths: list[int]) -> None:
+    x = np.random.default_rng(1).random((3, 4, 2)).astype(np.float32) + 1.0  # no zero anywhere
+    before = x.copy()
+    out = zero_left_padding(x, np.array(lengths))
+    assert out is x  # in place
+    for i, n in enumerate(lengths):
+        assert (x[i, : 4 - n] == 0).all()
+        np.testing.assert_array_equal(x[i, 4 - n :], before[i, 4 - n :])
 
 
 def test_normaliser_scales_only_continuous_features_and_round_trips() -> None:
