@@ -85,6 +85,10 @@ def generate(
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")] = "2026-01-05",
     seed: int = 0,
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+    chunk_customers: Annotated[
+        int | None,
+        typer.Option(help="Generate this many customers at a time (bounded memory for big zones)."),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Write a synthetic landing zone with fraud scenarios and late labels."""
@@ -97,7 +101,9 @@ def generate(
         as_json,
         lambda: {
             k: str(v) if isinstance(v, Path) else v
-            for k, v in asdict(generate_landing(out, customers, days, first, seed, file_format)).items()
+            for k, v in asdict(
+                generate_landing(out, customers, days, first, seed, file_format, chunk_customers)
+            ).items()
         },
         lambda r: (
             f"wrote {r['n_transactions']} transactions, {r['n_logins']} logins, {r['n_labels']} labels to {r['out']}"

@@ -744,42 +744,100 @@ def write_file(df: pl.DataFrame, target: Path) -> None:
         df.write_parquet(target, compression="snappy")
 
 
-def write_logs(frames: dict[str, pl.DataFrame], out: Path, start: date, days: int, file_format: str) -> None:
-    """One ``<log>/date=D/part-000`` file per log and day, empty days included, written in parallel."""
+def write_logs(
+    frames: dict[str, pl.DataFrame], out: Path, start: date, days: int, file_format: str, part: int = 0
+) -> None:
+    """One ``<log>/date=D/part-NNN`` file per log and day, empty days included, written in parallel."""
     jobs = [
-        (part, out / log / f"date={day.isoformat()}" / f"part-000.{file_format}")
+        (rows, out / log / f"date={day.isoformat()}" / f"part-{part:03d}.{file_format}")
         for log, time_col in (
             ("transactions", "event_time"),
             ("logins", "event_time"),
             ("labels", "reported_at"),
         )
-        for day, part in day_slices(frames[log], time_col, start, days)
+        for day, rows in day_slices(frames[log], time_col, start, days)
     ]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(lambda job: write_file(*job), jobs))  # polars releases the GIL while writing
 
 
+ID_COLUMNS = ("event_id", "customer_id", "card_id", "device_id")  # per-customer ids, tagged per chunk
+
+
+def tag_chunk_ids(frame: pl.DataFrame, chunk: int) -> pl.DataFrame:
+    """Make a chunk's ids unique across chunks: ``C000042`` of chunk 7 becomes ``C007000042``.
+
+    Merchants stay shared: every chunk's customers shop at the same merchants and payees.
+    """
+    tag = f"${{1}}{chunk:03d}"
+    return frame.with_columns(pl.col(c).str.replace(r"^(.)", tag) for c in ID_COLUMNS if c in frame.columns)
+
+
+def chunk_sizes(customers: int, chunk_customers: int | None) -> list[int]:
+    """Customers per chunk: one chunk unless ``chunk_customers`` is smaller than ``customers``."""
+    if chunk_customers is None or chunk_customers >= customers:
+        return [customers]
+    if chunk_customers < 1:
+        raise UsageError(f"--chunk-customers must be at least 1 (got {chunk_customers})")
+    full, rest = divmod(customers, chunk_customers)
+    if full + (rest > 0) > 1000:
+        raise UsageError(f"--chunk-customers {chunk_customers} makes more than 1000 chunks")
+    return [chunk_customers] * full + ([rest] if rest else [])
+
+
 def generate_landing(
-    out: Path, customers: int, days: int, start: date, seed: int = 0, file_format: str = "parquet"
+    out: Path,
+    customers: int,
+    days: int,
+    start: date,
+    seed: int = 0,
+    file_format: str = "parquet",
+    chunk_customers: int | None = None,
+    cfg: GenerateConfig | None = None,
 ) -> GenerateSummary:
-    """Write a landing zone (CONTRACT.md section 1) and the hidden truth under ``out/_truth``."""
+    """Write a landing zone (CONTRACT.md section 1) and the hidden truth under ``out/_truth``.
+
+    ``chunk_customers`` bounds memory for large zones: customers are generated ``chunk_customers``
+    at a time (each chunk its own world and seed, its ids tagged with the chunk number) and
+    every chunk writes its own ``part-NNN`` file of each day; the truth parts are then streamed
+    into one file. Memory is one chunk's events, whatever the zone's size. One chunk (the
+    default) writes exactly what ``generate_frames(customers, days, start, seed)`` holds.
+    """
     if customers < 1 or days < 1:
         raise UsageError(f"--customers and --days must be at least 1 (got {customers} and {days})")
     if file_format not in ("parquet", "csv"):
         raise UsageError(f"--format must be parquet or csv (got {file_format!r})")
+    sizes = chunk_sizes(customers, chunk_customers)
     began = time.perf_counter()
     out = Path(out)
-    frames = generate_frames(customers, days, start, seed)
-    write_logs(frames, out, start, days, file_format)
     truth_path = out / "_truth" / "transactions.parquet"
     truth_path.parent.mkdir(parents=True, exist_ok=True)
-    frames["truth"].write_parquet(truth_path)
+    counts = dict.fromkeys(("transactions", "logins", "labels", "frauds"), 0)
+    parts: list[Path] = []
+    for k, n in enumerate(sizes):
+        frames = generate_frames(n, days, start, seed if len(sizes) == 1 else seed * 1_000_003 + k, cfg)
+        if len(sizes) > 1:
+            frames = {name: tag_chunk_ids(frame, k) for name, frame in frames.items()}
+        write_logs(frames, out, start, days, file_format, part=k)
+        for log in ("transactions", "logins", "labels"):
+            counts[log] += frames[log].height
+        counts["frauds"] += int(frames["truth"]["is_fraud"].sum())
+        if len(sizes) == 1:
+            frames["truth"].write_parquet(truth_path)
+        else:
+            parts.append(truth_path.with_name(f".transactions-{k:03d}.parquet"))
+            frames["truth"].write_parquet(parts[-1])
+        del frames
+    if parts:  # one truth file, streamed from the chunks' parts
+        pl.scan_parquet(parts).sink_parquet(truth_path)
+        for path in parts:
+            path.unlink()
     return GenerateSummary(
         out=out,
-        n_transactions=frames["transactions"].height,
-        n_logins=frames["logins"].height,
-        n_labels=frames["labels"].height,
-        n_frauds=int(frames["truth"]["is_fraud"].sum()),
+        n_transactions=counts["transactions"],
+        n_logins=counts["logins"],
+        n_labels=counts["labels"],
+        n_frauds=counts["frauds"],
         days=days,
         truth_path=truth_path,
         wall_s=time.perf_counter() - began,

@@ -130,6 +130,51 @@ def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
         generate_landing(tmp_path, customers=5, days=3, start=START, file_format="json")
 
 
+def test_chunked_zone_has_unique_ids_and_one_truth_file(tmp_path: Path) -> None:
+    from pipeline.validate import validate_day
+
+    summary = generate_landing(
+        tmp_path / "landing", customers=130, days=4, start=START, seed=2, chunk_customers=50
+    )
+    day = tmp_path / "landing" / "transactions" / f"date={START.isoformat()}"
+    assert sorted(p.name for p in day.iterdir()) == [
+        "part-000.parquet",
+        "part-001.parquet",
+        "part-002.parquet",
+    ]
+    tx = pl.read_parquet(tmp_path / "landing" / "transactions" / "*" / "*.parquet")
+    logins = pl.read_parquet(tmp_path / "landing" / "logins" / "*" / "*.parquet")
+    truth = pl.read_parquet(summary.truth_path)
+    assert tx.height == summary.n_transactions == truth.height
+    assert logins.height == summary.n_logins
+    assert tx["event_id"].n_unique() == tx.height and logins["event_id"].n_unique() == logins.height
+    assert tx["customer_id"].n_unique() <= 130 and tx["customer_id"].str.slice(1, 3).n_unique() == 3
+    assert set(truth["event_id"]) == set(tx["event_id"]) and truth["is_fraud"].sum() == summary.n_frauds
+    assert not list((tmp_path / "landing" / "_truth").glob(".*"))  # the chunks' parts are gone
+    report = validate_day(settings_in(tmp_path), START)  # every part of a day is read and kept
+    assert report["logs"]["transactions"]["rows_quarantined"] == 0
+    assert (
+        report["logs"]["transactions"]["rows_in"] == tx.filter(pl.col("event_time").dt.date() == START).height
+    )
+
+
+def settings_in(tmp_path: Path):  # noqa: ANN201
+    from pipeline.config import Settings
+
+    return Settings(home=tmp_path / "home", landing=tmp_path / "landing")
+
+
+def test_chunk_sizes_split_customers_and_reject_nonsense() -> None:
+    from pipeline.generate import chunk_sizes
+
+    assert chunk_sizes(130, 50) == [50, 50, 30]
+    assert chunk_sizes(130, None) == [130] == chunk_sizes(130, 500)
+    with pytest.raises(UsageError):
+        chunk_sizes(130, 0)
+    with pytest.raises(UsageError):
+        chunk_sizes(10**6, 10)
+
+
 # ---------------------------------------------------------------- determinism
 
 
