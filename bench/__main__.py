@@ -55,6 +55,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "model_windows": 2_048,
         "model_batch": 1_024,
         "daily_customers": 200,
+        "daily_chunk_customers": 100,
+        "daily_login_rate_x10": 24,
         "daily_runs": 1,
         "acc_train_customers": 300,
         "acc_test_customers": 300,
@@ -72,7 +74,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "train_windows": 10_000,
         "model_windows": 32_768,
         "model_batch": 4_096,  # pipeline.registry.SCORE_BATCH, what scoring uses on CPU
-        "daily_customers": 30_000,
+        "daily_customers": 620_000,  # about 1M transactions and 2M logins on the scored day
+        "daily_chunk_customers": 50_000,
+        "daily_login_rate_x10": 24,  # 2.4 plain logins per customer-day: about 2 logins per transaction
         "daily_runs": 1,
         "acc_train_customers": 3_000,
         "acc_test_customers": 10_000,
@@ -174,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         window=32,
         workdir=str(workdir),
         zone=str(workdir / f"zone-{spec['zone_customers']}x{spec['zone_days']}"),
-        daily_zone=str(workdir / f"daily-{spec['daily_customers']}x{spec['zone_days']}"),
+        daily_zone=str(
+            workdir / f"daily-{spec['daily_customers']}x{spec['zone_days']}"
+            f"-logins{spec['daily_login_rate_x10']}-chunk{spec['daily_chunk_customers']}"
+        ),
         pg_admin=args.pg_admin,
     )
     spec_path = workdir / "spec.json"

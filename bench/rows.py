@@ -673,7 +673,8 @@ def e2e_postgres(spec: Spec) -> dict[str, Any]:
 def daily(spec: Spec) -> dict[str, Any]:
     """Validate the last day of the daily zone and score it (30 days validated before it).
 
-    The zone's home is copied without that day (untimed); the champion is the main zone's.
+    The zone's home is hard-linked without that day (untimed); the champion is the main zone's.
+    ``FRAUDSEQ_SHARDS`` and ``FRAUDSEQ_SCORE_AMP`` apply as in production; the row records them.
     """
     import polars as pl
 
@@ -693,6 +694,7 @@ def daily(spec: Spec) -> dict[str, Any]:
             zone / "home",
             home,
             ignore=shutil.ignore_patterns(f"date={day}", f"date={day}.json", "scores.duckdb*"),
+            copy_function=os.link,  # hard links: the history is only read, and ~10 GB at full size
         )
         # the champion comes from the main zone's registry (same features and window)
         tracking = setup.settings_for(Path(spec["zone"]) / "home").tracking_uri
@@ -714,6 +716,8 @@ def daily(spec: Spec) -> dict[str, Any]:
         transactions=tx,
         logins=lg,
         history_days=spec["zone_days"] - 1,
+        shards=settings.shards,
+        score_amp=os.environ.get("FRAUDSEQ_SCORE_AMP", "0"),
     )
 
 

@@ -179,3 +179,23 @@ def test_quick_bench_runs_and_writes_the_report(tmp_path: Path) -> None:
     readme = doc.split("## For the README")[1].split("\n## ")[0]
     assert "window building" in readme and ("**met**" in readme or "**not met**" in readme)
     assert results[2]["details"]["model"]["hidden"] == 64
+
+
+def test_trusted_history_day_equals_what_validation_keeps(tmp_path: Path) -> None:
+    """The daily row's shortcut for its history days writes exactly what ``validate_day`` keeps."""
+    from bench.setup import START, settings_for, write_trusted_day
+    from pipeline.generate import generate_landing
+    from pipeline.validate import read_validated, validate_day, validated_days
+
+    landing = tmp_path / "landing"
+    generate_landing(landing, customers=60, days=2, start=START, seed=4, chunk_customers=25)
+    real, trusted = settings_for(tmp_path / "real", landing), settings_for(tmp_path / "trusted", landing)
+    report = validate_day(real, START)
+    assert all(c["rows_quarantined"] == 0 for c in report["logs"].values())
+    write_trusted_day(trusted, landing, START)
+    assert validated_days(trusted) == [START]
+    for log in ("transactions", "logins", "labels"):
+        a = read_validated(real, log, [START]).collect()
+        b = read_validated(trusted, log, [START]).collect()
+        assert a.height > 0 or log == "labels"
+        assert a.schema == b.schema and a.equals(b), log
