@@ -43,6 +43,7 @@ class SequenceModelConfig:
     bidirectional: bool = True
     dropout: float = 0.2
     head_hidden: int = 64
+    skip: bool = False  # the scored transaction's own inputs also go straight to the head
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -130,7 +131,7 @@ class SequenceClassifier(nn.Module):
         )
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Sequential(
-            nn.Linear(3 * width, cfg.head_hidden),
+            nn.Linear(3 * width + (cfg.n_features if cfg.skip else 0), cfg.head_hidden),
             nn.ReLU(),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.head_hidden, 1),
@@ -154,7 +155,10 @@ class SequenceClassifier(nn.Module):
             h_r = torch.cat([f_r, select_rows(b_v, lay.reverse)], dim=-1)  # (T, B, 2H)
             h_v = torch.cat([select_rows(f_r, lay.reverse), b_v], dim=-1)  # (T, B, 2H)
             f_r, b_v = layer(h_r, h_v)
-        return self.head(self.pool(f_r, b_v, lay)).squeeze(-1)  # (B,)
+        pooled = self.pool(f_r, b_v, lay)  # (B, 3D)
+        if self.cfg.skip:  # the scored transaction sits at position T - 1 of the left-padded input
+            pooled = torch.cat([pooled, x[:, -1]], dim=-1)  # (B, 3D + F)
+        return self.head(pooled).squeeze(-1)  # (B,)
 
     @staticmethod
     def pool(f_r: torch.Tensor, b_v: torch.Tensor | None, lay: Layouts) -> torch.Tensor:

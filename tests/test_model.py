@@ -39,6 +39,19 @@ def test_padding_does_not_change_the_logit(cell: str, bidirectional: bool) -> No
     torch.testing.assert_close(short, long, atol=1e-5, rtol=0)
 
 
+def test_skip_head_keeps_padding_invariance_and_reads_the_scored_event() -> None:
+    torch.manual_seed(0)
+    model = build_model(
+        SequenceModelConfig(n_features=5, hidden=8, layers=1, head_hidden=8, skip=True)
+    ).eval()
+    assert model.head[0].in_features == 3 * 16 + 5  # pooled states + the scored event's inputs
+    lengths = torch.tensor([1, 3, 8, 5])
+    x8 = left_padded(lengths.tolist(), 8)
+    x16 = torch.cat([torch.full((4, 8, 5), 1e3), x8], dim=1)  # more padding, and garbage in it
+    with torch.no_grad():
+        torch.testing.assert_close(model(x8, lengths), model(x16, lengths), atol=1e-5, rtol=0)
+
+
 def test_padding_content_is_ignored() -> None:
     # the mask, not the zeros, makes padding harmless: garbage in the padding changes nothing
     model = tiny()
