@@ -199,3 +199,26 @@ def test_trusted_history_day_equals_what_validation_keeps(tmp_path: Path) -> Non
         b = read_validated(trusted, log, [START]).collect()
         assert a.height > 0 or log == "labels"
         assert a.schema == b.schema and a.equals(b), log
+
+
+def test_scale_disk_counts_hard_links_once_and_the_table_has_a_line_per_size(tmp_path: Path) -> None:
+    from bench.scale import disk_mb, render
+
+    (tmp_path / "a").write_bytes(b"x" * 1_000_000)
+    os.link(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "c").write_bytes(b"y" * 500_000)
+    assert disk_mb(tmp_path) == 1.5
+    ok = {"value": 20.0, "peak_rss_mb": 900.0, "details": {"transactions": 10, "logins": 20}}
+    rows = [
+        {"events": 2_000_000, "build_s": 5, "landing_mb": 1, "home_mb": 1, "daily": ok},
+        {
+            "events": 4_000_000,
+            "build_s": 9,
+            "landing_mb": 2,
+            "home_mb": 2,
+            "daily": {"error": "exit 137: killed"},
+        },
+    ]
+    doc = render(rows, "python -m bench.scale", {"cpu": "x", "cores": 2}, 31)
+    table = [line for line in doc.splitlines() if line.startswith("| ")]
+    assert len(table) == 3 and "| 10.00 |" in table[1] and "failed: exit 137" in table[2]

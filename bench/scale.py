@@ -1,0 +1,148 @@
+"""Scale: how time, disk and memory grow with the size of the landing zone.
+
+Usage, from the repository root:
+    FRAUDSEQ_SHARDS=16 python -m bench.scale [--customers 6600,66000,330000,620000]
+
+Each size is a 31-day zone built like the daily row's (``bench.setup.make_daily``: generated
+in chunks of customers, about two logins per transaction, history days written as validated).
+For each zone the daily row then runs in its own process, exactly as ``python -m bench --rows
+daily`` runs it: validate the last day with the real validator, then score it with its 30 days
+of history. Printed and written to ``docs/benchmarks/scale.md``: events in the zone, the
+untimed build of the zone, the disk of its landing folder and validated home, and the daily
+row's wall time and whole-process peak RSS. 6,600 customers make about 1M events, 620,000
+about 94M (the daily target's day of 1M transactions and 2M logins, with its history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CUSTOMERS = "6600,66000,330000,620000"
+
+
+def disk_mb(folder: Path) -> float:
+    """Bytes of the regular files under ``folder`` (hard links counted once), in MB."""
+    seen: set[int] = set()
+    total = 0
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            st = path.stat()
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_size
+    return total / 1e6
+
+
+def zone_events(landing: Path) -> dict[str, int]:
+    import polars as pl
+
+    return {
+        log: int(pl.scan_parquet(landing / log / "*" / "*.parquet").select(pl.len()).collect().item())
+        for log in ("transactions", "logins")
+    }
+
+
+def measure(customers: int, workdir: Path, base: dict[str, Any]) -> dict[str, Any]:
+    """Build one zone (timed apart) and run the daily row on it in a child process."""
+    from bench.__main__ import prepare, run_child
+
+    spec = dict(base, daily_customers=customers)
+    spec["daily_zone"] = str(
+        workdir / f"daily-{customers}x{spec['zone_days']}"
+        f"-logins{spec['daily_login_rate_x10']}-chunk{spec['daily_chunk_customers']}"
+    )
+    spec_path = workdir / f"spec-scale-{customers}.json"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    began = time.perf_counter()
+    prepare(spec_path, ["daily"], workdir / "machine.json")
+    build_s = time.perf_counter() - began
+    zone = Path(spec["daily_zone"])
+    events = zone_events(zone / "landing")
+    row = run_child("daily", spec_path, workdir)
+    return {
+        "customers": customers,
+        "events": sum(events.values()),
+        **events,
+        "build_s": round(build_s, 1),
+        "landing_mb": round(disk_mb(zone / "landing"), 1),
+        "home_mb": round(disk_mb(zone / "home"), 1),
+        "daily": row,
+    }
+
+
+def render(results: list[dict[str, Any]], command: str, machine: dict[str, Any], days: int) -> str:
+    lines = [
+        "# Scale",
+        "",
+        f"Reproduce: `{command}` (FRAUDSEQ_SHARDS={os.environ.get('FRAUDSEQ_SHARDS', '1')},"
+        f" FRAUDSEQ_SCORE_AMP={os.environ.get('FRAUDSEQ_SCORE_AMP', '0')}), on {machine.get('cpu')},"
+        f" {machine.get('cores')} cores. One run per size.",
+        "",
+        f"Each zone is {days} days. *Build* is untimed setup: chunked generation, the first day validated",
+        "for real, the other history days written as validated without the row checks",
+        "(`bench.setup.write_trusted_day`). *Daily run* validates the last day for real and scores",
+        f"it with the {days - 1} days before it (the `daily` row of `python -m bench`).",
+        "",
+        "| zone events | transactions / logins on the scored day | build | landing disk | home disk (validated)"
+        " | daily run | peak RSS | s per 1M zone events |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        d = r["daily"]
+        if "error" in d:
+            lines.append(
+                f"| {r['events']:,} | – | {r['build_s']:.0f} s | {r['landing_mb']:,.0f} MB |"
+                f" {r['home_mb']:,.0f} MB | failed: {d['error'][:80]} | {d.get('peak_rss_mb', 0):,.0f} MB | – |"
+            )
+            continue
+        det = d["details"]
+        lines.append(
+            f"| {r['events']:,} | {det['transactions']:,} / {det['logins']:,} | {r['build_s']:.0f} s"
+            f" | {r['landing_mb']:,.0f} MB | {r['home_mb']:,.0f} MB | {d['value']:.1f} s"
+            f" | {d['peak_rss_mb']:,.0f} MB | {d['value'] / (r['events'] / 1e6):.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.__main__ import SIZES
+
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", default=DEFAULT_CUSTOMERS, help="comma-separated zone sizes")
+    parser.add_argument(
+        "--quick", action="store_true", help="the quick sizes' champion and days (a smoke test)"
+    )
+    parser.add_argument("--workdir", type=Path, default=None, help="where zones are built and kept")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/scale.md"))
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    args = parser.parse_args(argv)
+    size = "quick" if args.quick else "full"
+    workdir = (args.workdir or Path(tempfile.gettempdir()) / f"fraudseq-bench-{size}").resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = dict(SIZES[size], size=size, window=32, workdir=str(workdir), pg_admin="")
+    base["zone"] = str(workdir / f"zone-{base['zone_customers']}x{base['zone_days']}")
+    results = []
+    for customers in (int(c) for c in args.customers.split(",") if c.strip()):
+        print(f"scale: {customers} customers ...", flush=True)
+        results.append(measure(customers, workdir, base))
+        print(json.dumps({k: v for k, v in results[-1].items() if k != "daily"}), flush=True)
+    machine = json.loads((workdir / "machine.json").read_text())
+    command = " ".join(["python -m bench.scale", *(argv if argv is not None else sys.argv[1:])])
+    doc = render(results, command, machine, base["zone_days"])
+    print(doc)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(doc)
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "machine": machine}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
