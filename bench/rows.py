@@ -674,7 +674,8 @@ def daily(spec: Spec) -> dict[str, Any]:
     """Validate the last day of the daily zone and score it (30 days validated before it).
 
     The zone's home is hard-linked without that day (untimed); the champion is the main zone's.
-    ``FRAUDSEQ_SHARDS`` and ``FRAUDSEQ_SCORE_AMP`` apply as in production; the row records them.
+    ``FRAUDSEQ_SHARDS`` and ``FRAUDSEQ_SCORE_AMP`` apply as in production (without
+    ``FRAUDSEQ_SHARDS`` the size's ``daily_shards``); the row records both.
     """
     import polars as pl
 
@@ -699,6 +700,8 @@ def daily(spec: Spec) -> dict[str, Any]:
         # the champion comes from the main zone's registry (same features and window)
         tracking = setup.settings_for(Path(spec["zone"]) / "home").tracking_uri
         settings = setup.settings_for(home, landing, tracking=tracking)
+        if "FRAUDSEQ_SHARDS" not in os.environ:  # one shard of a 1M-transaction day needs ~15 GB
+            settings = settings.model_copy(update={"shards": spec["daily_shards"]})
         use_tracking(settings.tracking_uri)
         pinned = resolve_version(None, settings.model_name)
         began = time.perf_counter()
