@@ -1,7 +1,7 @@
 """Scale: how time, disk and memory grow with the size of the landing zone.
 
 Usage, from the repository root:
-    FRAUDSEQ_SHARDS=16 python -m bench.scale [--customers 6600,66000,330000,620000]
+    FRAUDSEQ_SCORE_AMP=1 python -m bench.scale [--customers 6600,66000,330000,620000]
 
 Each size is a 31-day zone built like the daily row's (``bench.setup.make_daily``: generated
 in chunks of customers, about two logins per transaction, history days written as validated).
@@ -9,7 +9,8 @@ For each zone the daily row then runs in its own process, exactly as ``python -m
 daily`` runs it: validate the last day with the real validator, then score it with its 30 days
 of history. Printed and written to ``docs/benchmarks/scale.md``: events in the zone, the
 untimed build of the zone, the disk of its landing folder and validated home, and the daily
-row's wall time and whole-process peak RSS. 6,600 customers make about 1M events, 620,000
+row's wall time and whole-process peak RSS. Scoring uses 16 customer shards unless
+``FRAUDSEQ_SHARDS`` says otherwise, as the daily row does. 6,600 customers make about 1M events, 620,000
 about 94M (the daily target's day of 1M transactions and 2M logins, with its history).
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -78,12 +78,15 @@ def measure(customers: int, workdir: Path, base: dict[str, Any]) -> dict[str, An
 
 
 def render(results: list[dict[str, Any]], command: str, machine: dict[str, Any], days: int) -> str:
+    details = [r["daily"].get("details", {}) for r in results]
+    shards = ", ".join(sorted({str(d["shards"]) for d in details if "shards" in d})) or "?"
+    amp = next((d["score_amp"] for d in details if "score_amp" in d), "0")
     lines = [
         "# Scale",
         "",
-        f"Reproduce: `{command}` (FRAUDSEQ_SHARDS={os.environ.get('FRAUDSEQ_SHARDS', '1')},"
-        f" FRAUDSEQ_SCORE_AMP={os.environ.get('FRAUDSEQ_SCORE_AMP', '0')}), on {machine.get('cpu')},"
-        f" {machine.get('cores')} cores. One run per size.",
+        f"Reproduce: `{command}`, on {machine.get('cpu')}, {machine.get('cores')} cores. One run per size;"
+        f" scoring in {shards} customer shards, bf16 autocast {'on' if amp == '1' else 'off'}"
+        " (`FRAUDSEQ_SHARDS`, `FRAUDSEQ_SCORE_AMP`).",
         "",
         f"Each zone is {days} days. *Build* is untimed setup: chunked generation, the first day validated",
         "for real, the other history days written as validated without the row checks",
