@@ -342,6 +342,43 @@ def customer_window_index(customer_sorted: np.ndarray, window: int) -> np.ndarra
     return np.where(idx >= start[:, None], idx, -1)
 
 
+def terminal_window_index(terminal: np.ndarray, time_rank: np.ndarray, window: int) -> np.ndarray:
+    """For rows in any order, the rows of each row's previous ``window`` transactions at its terminal.
+
+    ``time_rank`` orders all transactions by (time, id). Returns (N, window) row indices, oldest
+    first, strictly before the row itself (the row is never in its own terminal window), -1 where
+    the terminal has fewer earlier transactions (left padding).
+    """
+    order = np.lexsort((time_rank, terminal))  # rows by (terminal, time)
+    in_order = customer_window_index(terminal[order], window + 1)[:, :-1]  # (N, window), self dropped
+    mapped = np.where(in_order >= 0, order[np.maximum(in_order, 0)], -1)  # positions -> rows
+    out = np.empty_like(mapped)
+    out[order] = mapped
+    return out
+
+
+def interleave_windows(
+    own: np.ndarray, other: np.ndarray, time_rank: np.ndarray, customer: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One time-ordered window of the customer's own events and the terminal's recent ones.
+
+    ``own`` (N, Wc) is the customer window (the scored row last), ``other`` (N, Wt) the terminal
+    window. The terminal's transactions of the same customer are dropped (they are already in
+    ``own`` when recent). Returns the merged (N, Wc + Wt) row indices, left-padded with -1 and
+    sorted by ``time_rank`` so the scored row stays last, and a 0/1 mark of the terminal's rows.
+    Every row is at or before the scored one, so the merge adds no future event.
+    """
+    rows = own[:, -1]  # (N,) the scored rows
+    other = np.where((other >= 0) & (customer[np.maximum(other, 0)] != customer[rows][:, None]), other, -1)
+    idx = np.concatenate([own, other], axis=1)  # (N, Wc + Wt)
+    mark = np.concatenate([np.zeros(own.shape, np.int8), np.ones(other.shape, np.int8)], axis=1)
+    key = np.where(idx >= 0, time_rank[np.maximum(idx, 0)], -1)  # padding sorts first
+    order = np.argsort(key, axis=1, kind="stable")
+    idx = np.take_along_axis(idx, order, axis=1)
+    mark = np.take_along_axis(mark, order, axis=1)
+    return idx, np.where(idx >= 0, mark, 0).astype(np.int8)
+
+
 def gather_windows(x: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Windows (B, W, F) float32 left-padded with zeros, and their lengths (B,)."""
     valid = index >= 0  # (B, W)

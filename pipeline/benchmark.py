@@ -34,8 +34,10 @@ SEQUENCE = {  # name -> (cell, bidirectional)
     "lstm": ("lstm", False),
     "bilstm": ("lstm", True),
     "bilstm_last": ("lstm", True),  # the ablation: the same network on a window of 1, no history
+    "bilstm_terminal": ("lstm", True),  # the customer's window interleaved with the terminal's
 }
 NO_HISTORY = "bilstm_last"
+TERMINAL = "bilstm_terminal"
 DEFAULT_MODELS = ["logreg", "gbt", "bilstm", NO_HISTORY]
 BLEND = "bilstm+gbt"  # a derived row, whenever both are run: no extra training
 ALL_MODELS = list(TABULAR) + list(SEQUENCE)
@@ -76,6 +78,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # target-aware piecewise-linear bins of every input feature, for the sequence models
     # (features/encoding.py); max_bins 0 feeds the standardised features alone
     "encoding": {"max_bins": 8, "min_leaf": 20},
+    # bilstm_terminal: how many of the terminal's latest transactions join each customer window
+    "terminal_window": 8,
     # the BiLSTM + gbt row: sigmoid(w * logit(bilstm) + (1 - w) * logit(gbt)), w chosen by --tune
     "blend": {"bilstm_weight": 0.5},
 }
@@ -92,6 +96,7 @@ class Prepared:
     frame: pl.DataFrame  # one row per transaction; column ``row`` is its position
     x: np.ndarray  # (N, F) raw per-event features, float32
     window_index: np.ndarray  # (N, W) rows of each transaction's window, -1 = padding
+    marks: np.ndarray | None = None  # (N, W) 1 where a window row is the terminal's, not the customer's
 
 
 @dataclass
@@ -124,6 +129,20 @@ def with_window(prep: Prepared, window: int) -> Prepared:
     return Prepared(
         prep.frame, prep.x, hb.customer_window_index(prep.frame["customer_id"].to_numpy(), window)
     )
+
+
+def with_terminal(prep: Prepared, terminal_window: int) -> Prepared:
+    """Each customer window interleaved, in time order, with the terminal's last ``terminal_window``
+    transactions before the scored one (``features.handbook.interleave_windows``)."""
+    ts = prep.frame["ts"].dt.epoch("us").to_numpy()
+    order = np.lexsort((prep.frame["tx_id"].to_numpy(), ts))  # all rows by (time, id)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    terminal = hb.terminal_window_index(prep.frame["terminal_id"].to_numpy(), rank, terminal_window)
+    idx, marks = hb.interleave_windows(
+        prep.window_index, terminal, rank, prep.frame["customer_id"].to_numpy()
+    )
+    return Prepared(prep.frame, prep.x, idx, marks)
 
 
 def fold_data(prep: Prepared, fold: hb.Fold) -> FoldData:
@@ -182,7 +201,8 @@ def windows(prep: Prepared, fd: FoldData, part: str) -> tuple[np.ndarray, np.nda
     Each event is its standardised features, then, with an encoder, its piecewise-linear bins
     (already in [0, 1], so not standardised). Padding positions are all zeros.
     """
-    key = f"{part}/{prep.window_index.shape[1]}"  # one cache entry per slice and window length
+    kind = "customer" if prep.marks is None else "interleaved"
+    key = f"{part}/{prep.window_index.shape[1]}/{kind}"  # one entry per slice, window length and kind
     if key not in fd.cache:
         raw, lengths = hb.gather_windows(prep.x, prep.window_index[fd.rows[part]])  # (B, W, F)
         x = ((raw - fd.mean) / fd.std).astype(np.float32)  # (B, W, F)
@@ -190,6 +210,8 @@ def windows(prep: Prepared, fd: FoldData, part: str) -> tuple[np.ndarray, np.nda
             B, W, F = raw.shape
             bins = fd.encoder.transform(raw.reshape(B * W, F)).reshape(B, W, -1)  # (B, W, K)
             x = np.concatenate([x, bins], axis=2)  # (B, W, F + K)
+        if prep.marks is not None:  # one more input: 1 on the terminal's rows
+            x = np.concatenate([x, prep.marks[fd.rows[part]][:, :, None].astype(np.float32)], axis=2)
         x = zero_left_padding(np.ascontiguousarray(x), lengths)
         fd.cache[key] = (x, lengths)
     return fd.cache[key]
@@ -244,6 +266,8 @@ def score_sequence(
     cell, bidirectional = SEQUENCE[name]
     if name == NO_HISTORY:  # same features, encoding and network, but only the scored transaction
         prep = with_window(prep, 1)
+    if name == TERMINAL:
+        prep = with_terminal(prep, int(cfg.get("terminal_window", 8)))
     use_encoding(prep, fd, cfg.get("encoding"))
     x_tr, len_tr = windows(prep, fd, "train")
     model_cfg = SequenceModelConfig(

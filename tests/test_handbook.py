@@ -212,6 +212,36 @@ def test_customer_window_index_is_left_padded_per_customer() -> None:
     assert w[1].tolist() == [[0, 0], [0, 0], [6, 7]]
 
 
+def test_terminal_window_holds_the_terminals_earlier_transactions_only() -> None:
+    # rows in customer order; time ranks say row 3 came first, then 0, 4, 1, 2
+    terminal = np.array([5, 5, 6, 5, 5])
+    rank = np.array([1, 3, 4, 0, 2])
+    idx = hb.terminal_window_index(terminal, rank, window=2)
+    assert idx.tolist() == [[-1, 3], [0, 4], [-1, -1], [-1, -1], [3, 0]]
+
+
+def test_interleaved_window_is_time_ordered_ends_with_the_scored_row_and_skips_the_own_customer() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    customer = np.sort(rng.integers(0, 30, n))  # rows sorted by customer, then time
+    times = np.concatenate([np.sort(rng.random((customer == c).sum())) for c in np.unique(customer)])
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(times, kind="stable")] = np.arange(n)  # each row's place in time order
+    terminal = rng.integers(0, 8, n)
+    own = hb.customer_window_index(customer, 4)
+    idx, marks = hb.interleave_windows(own, hb.terminal_window_index(terminal, rank, 3), rank, customer)
+    assert idx.shape == marks.shape == (n, 7)
+    assert (idx[:, -1] == np.arange(n)).all() and (marks[:, -1] == 0).all()
+    valid = idx >= 0
+    key = np.where(valid, rank[np.maximum(idx, 0)], -1)
+    assert (np.diff(key, axis=1) >= 0).all()  # left padding, then oldest to newest
+    assert (key[:, :-1] < rank[:, None]).all()  # nothing at or after the scored transaction
+    theirs = valid & (marks == 1)
+    assert (customer[idx[theirs]] != np.repeat(customer, 7).reshape(n, 7)[theirs]).all()
+    assert (terminal[idx[theirs]] == np.repeat(terminal, 7).reshape(n, 7)[theirs]).all()
+    assert theirs.any()
+
+
 # ---- the runner (pipeline/benchmark.py), on a tiny synthetic file ----
 
 
@@ -365,3 +395,17 @@ def test_tune_blend_picks_a_grid_weight_on_the_validation_folds(tmp_path, monkey
     assert tuned["blend"]["bilstm_weight"] in B.BLEND_GRID
     assert seen == [f.name for f in hb.handbook_folds("validation")]  # never a test fold
     assert config["blend"]["bilstm_weight"] == 0.5  # the input config is not mutated
+
+
+def test_bilstm_terminal_reads_one_more_input_per_event_and_scores_every_test_row(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pipeline import benchmark as B
+
+    config = B._set(B.load_config(tmp_path / "none.json"), "fit.epochs", 1)
+    prep = B.prepare(synthetic_file(tmp_path), 4)
+    fd = B.fold_data(prep, hb.handbook_folds("test")[0])
+    scores, detail = B.score_model(B.TERMINAL, prep, fd, config, 0, False)
+    _, plain = B.score_model("bilstm", prep, fd, config, 0, False)
+    assert scores.shape == (fd.test.height,) and np.isfinite(scores).all()
+    assert detail["inputs_per_event"] == plain["inputs_per_event"] + 1  # the terminal mark
+    x, lengths = fd.cache[f"test/{4 + config['terminal_window']}/interleaved"]
+    assert x.shape[1] == 4 + config["terminal_window"] and (lengths > 4).any()  # terminal rows joined
