@@ -381,12 +381,12 @@ def fmt(pair: list[float]) -> str:
     return f"{pair[0]:.3f} ± {pair[1]:.3f}"
 
 
-def print_table(models: dict[str, dict[str, list[float]]], wall_s: float) -> None:
+def print_table(models: dict[str, dict[str, list[float]]], wall_s: float, folds: str = "test") -> None:
     """The result table, on stderr (stdout stays free for --json)."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"handbook benchmark, test folds (mean ± std over folds x seeds), {wall_s:.0f} s")
+    table = Table(title=f"handbook benchmark, {folds} folds (mean ± std over folds x seeds), {wall_s:.0f} s")
     for col in ("model", "AUC ROC", "average precision", "card precision@100"):
         table.add_column(col)
     for name, m in models.items():
@@ -397,8 +397,9 @@ def print_table(models: dict[str, dict[str, list[float]]], wall_s: float) -> Non
 def render_markdown(result: dict[str, Any], command: str) -> str:
     """The published-style table with the handbook's numbers alongside, and how to reproduce it."""
     models, folds = result["models"], result["folds"]
+    trial = result.get("fold_kind") == "validation"
     lines = [
-        "# Handbook benchmark",
+        "# Handbook benchmark" + (", validation folds (a trial, not the published table)" if trial else ""),
         "",
         "Our models on the public simulated transactions of the *Fraud Detection Handbook*",
         "(Le Borgne et al.), with its protocol: 4 test folds of 7 training days, a 7-day delay and",
@@ -510,7 +511,7 @@ def log_to_mlflow(
         mlflow.log_params(
             {"models": ",".join(result["models"]), "seeds": ",".join(map(str, result["seeds"]))}
         )
-        mlflow.log_params({"window": result["config"]["window"]})
+        mlflow.log_params({"window": result["config"]["window"], "folds": result.get("fold_kind", "test")})
         for name, m in result["models"].items():
             key = name.replace("+", "_plus_")  # MLflow metric names allow no "+"
             for metric, (mean, std) in m.items():
@@ -593,6 +594,35 @@ def _set(config: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     return out
 
 
+def apply_override(config: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``config`` with the dotted ``key`` set to ``value``; an unknown key is a usage error.
+
+    ``model.*`` and ``fit.*`` may name any field of ``SequenceModelConfig`` / ``FitConfig`` (e.g.
+    ``model.skip``, ``fit.loss``); other keys must already be in the configuration.
+    """
+    from pipeline.fit import FitConfig
+    from pipeline.model import SequenceModelConfig
+
+    section, _, leaf = key.partition(".")
+    known = {
+        "model": {
+            f
+            for f in SequenceModelConfig.__dataclass_fields__
+            if f not in ("n_features", "cell", "bidirectional")
+        },
+        "fit": set(FitConfig.__dataclass_fields__),
+    }
+    if section in known:
+        ok = leaf in known[section]
+    elif leaf:
+        ok = isinstance(config.get(section), dict) and leaf in config[section]
+    else:
+        ok = section in config and not isinstance(config[section], dict)
+    if not ok:
+        raise UsageError(f"--set {key}: no such setting in the benchmark configuration")
+    return _set(config, key, value)
+
+
 def mean_ap(
     name: str, prep: Prepared, folds: list[FoldData], config: dict[str, Any], seed: int, progress: bool
 ) -> float:
@@ -672,10 +702,19 @@ def run_handbook_benchmark(
     out_md: Path | None = Path("docs/benchmarks/handbook.md"),
     tracking_uri: str | None = None,
     progress: bool = True,
+    folds: str = "test",
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the handbook protocol; returns ``{"models": {NAME: {metric: [mean, std]}}, "wall_s", "folds"}``."""
+    """Run the handbook protocol; returns ``{"models": {NAME: {metric: [mean, std]}}, "wall_s", "folds"}``.
+
+    ``folds="validation"`` scores the 4 validation folds instead of the test folds (for trying a
+    setting the way ``--tune`` would); such a run never writes ``out_md``, whose table is the
+    test folds'. ``overrides`` (dotted key -> value) are applied over the stored configuration.
+    """
     started = time.perf_counter()
     names = resolve_models(models or DEFAULT_MODELS)
+    if folds not in ("test", "validation"):
+        raise UsageError(f"--folds must be test or validation, got {folds!r}")
     config = load_config(config_path)
     prep = prepare(Path(data), config["window"])
     _log(
@@ -686,11 +725,16 @@ def run_handbook_benchmark(
         config_path.parent.mkdir(parents=True, exist_ok=True)
         config_path.write_text(json.dumps(config, indent=2) + "\n")
         prep = with_window(prep, config["window"])
+    for key, value in (overrides or {}).items():
+        config = apply_override(config, key, value)
+    if config["window"] != prep.window_index.shape[1]:
+        prep = with_window(prep, config["window"])
 
-    folds: list[dict[str, Any]] = []
+    evaluated = hb.handbook_folds(folds)
+    fold_rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     blend = "gbt" in names and "bilstm" in names
-    for fold in hb.handbook_folds("test"):
+    for fold in evaluated:
         fd = fold_data(prep, fold)
         kept: dict[tuple[str, int], np.ndarray] = {}
         for name in [*names, *([BLEND] if blend else [])]:
@@ -705,12 +749,12 @@ def run_handbook_benchmark(
                 kept[name, seed] = scores
                 row = {"model": name, "fold": fold.name, "seed": seed, **fold_metrics(fd.test, scores)}
                 row.update(detail, seconds=round(time.perf_counter() - t0, 1))
-                folds.append(row)
+                fold_rows.append(row)
                 _log(
                     f"{name:7s} fold {fold.name} seed {seed}: AP {row['average_precision']:.4f} "
                     f"CP@100 {row['card_precision_at_100']:.4f} ({row['seconds']} s)"
                 )
-                if fold == hb.handbook_folds("test")[0] and seed == seeds[0]:
+                if fold == evaluated[0] and seed == seeds[0]:
                     curves.append(
                         {
                             "model": name,
@@ -721,17 +765,18 @@ def run_handbook_benchmark(
                     )
 
     result: dict[str, Any] = {
-        "models": summarise(folds),
+        "models": summarise(fold_rows),
         "wall_s": round(time.perf_counter() - started, 1),
-        "folds": folds,
+        "folds": fold_rows,
+        "fold_kind": folds,
         "seeds": list(seeds),
         "config": config,
         "notes": NOTES,
         "machine": _machine(),
     }
-    print_table(result["models"], result["wall_s"])
-    markdown = render_markdown(result, _command(names, tune))
-    if out_md is not None:
+    print_table(result["models"], result["wall_s"], folds)
+    markdown = render_markdown(result, _command(names, tune, folds, overrides or {}))
+    if out_md is not None and folds == "test":
         out_md.parent.mkdir(parents=True, exist_ok=True)
         out_md.write_text(markdown)
     if tracking_uri:
@@ -739,13 +784,17 @@ def run_handbook_benchmark(
     return result
 
 
-def _command(names: list[str], tune: bool) -> str:
+def _command(
+    names: list[str], tune: bool, folds: str = "test", overrides: dict[str, Any] | None = None
+) -> str:
     cmd = "fraudseq benchmark handbook"
     if names == ALL_MODELS:
         cmd += " --models all"
     elif names != DEFAULT_MODELS:
-        cmd += " --models " + " ".join(names)
-    return cmd + (" --tune" if tune else "")
+        cmd += " --models " + ",".join(names)
+    cmd += " --tune" if tune else ""
+    cmd += " --folds validation" if folds == "validation" else ""
+    return cmd + "".join(f" --set {k}={json.dumps(v)}" for k, v in (overrides or {}).items())
 
 
 def _machine() -> str:

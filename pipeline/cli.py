@@ -242,6 +242,13 @@ def benchmark_handbook(
     tune: Annotated[
         bool, typer.Option("--tune", help="Search hyper-parameters on the validation folds.")
     ] = False,
+    folds: Annotated[
+        str, typer.Option("--folds", help="test (the published table) or validation (a trial run).")
+    ] = "test",
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="KEY=VALUE over the stored config, e.g. model.hidden=64 (repeatable)."),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Run the Fraud Detection Handbook protocol on its public data (never touches the champion)."""
@@ -251,10 +258,26 @@ def benchmark_handbook(
         _fail(f"--data {data}: no such file", 1)
     names = ["all"] if models == "all" else [m.strip() for m in models.split(",") if m.strip()]
     seed_list = [int(s) for s in seeds.split(",")]
+    overrides = {}
+    for item in settings or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            _fail(f"--set {item}: expected KEY=VALUE", 2)
+        try:
+            overrides[key] = json.loads(raw)
+        except ValueError:
+            overrides[key] = raw  # a bare word, e.g. fit.loss=focal
     _run(
         as_json,
         lambda: run_handbook_benchmark(
-            data, names, seed_list, tune=tune, tracking_uri=Settings().tracking_uri, progress=True
+            data,
+            names,
+            seed_list,
+            tune=tune,
+            tracking_uri=Settings().tracking_uri,
+            progress=True,
+            folds=folds,
+            overrides=overrides,
         ),
         lambda r: json.dumps(r["models"], indent=2),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -409,3 +410,50 @@ def test_bilstm_terminal_reads_one_more_input_per_event_and_scores_every_test_ro
     assert detail["inputs_per_event"] == plain["inputs_per_event"] + 1  # the terminal mark
     x, lengths = fd.cache[f"test/{4 + config['terminal_window']}/interleaved"]
     assert x.shape[1] == 4 + config["terminal_window"] and (lengths > 4).any()  # terminal rows joined
+
+
+def test_validation_fold_trial_uses_the_overrides_and_leaves_the_published_table_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.benchmark import run_handbook_benchmark
+
+    md = tmp_path / "handbook.md"
+    result = run_handbook_benchmark(
+        synthetic_file(tmp_path),
+        ["gbt"],
+        seeds=[0],
+        config_path=tmp_path / "none.json",
+        out_md=md,
+        progress=False,
+        folds="validation",
+        overrides={"gbt.num_leaves": 7, "window": 4},
+    )
+    assert {f["fold"] for f in result["folds"]} == {f.name for f in hb.handbook_folds("validation")}
+    assert result["config"]["gbt"]["num_leaves"] == 7 and result["config"]["window"] == 4
+    assert not md.exists()  # the committed table is the test folds'
+
+
+def test_overrides_accept_model_and_fit_fields_and_reject_unknown_keys() -> None:
+    from pipeline import benchmark as B
+    from pipeline.errors import UsageError
+
+    config = B.load_config(Path("no-such-config.json"))
+    assert B.apply_override(config, "model.skip", True)["model"]["skip"] is True
+    assert B.apply_override(config, "fit.loss", "focal")["fit"]["loss"] == "focal"
+    assert B.apply_override(config, "encoding.max_bins", 0)["encoding"]["max_bins"] == 0
+    for bad in ("model.hiden", "model.bidirectional", "gbt.leaves", "nothing", "encoding", "window.x"):
+        with pytest.raises(UsageError):
+            B.apply_override(config, bad, 1)
+    assert "skip" not in config["model"]  # the input is not mutated
+
+
+def test_cli_set_needs_key_equals_value_and_unknown_keys_fail_in_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    data = synthetic_file(tmp_path)
+    bad = CliRunner().invoke(app, ["benchmark", "handbook", "--data", str(data), "--set", "window"])
+    assert bad.exit_code == 2 and "expected KEY=VALUE" in bad.output
+    unknown = CliRunner().invoke(
+        app, ["benchmark", "handbook", "--data", str(data), "--models", "gbt", "--set", "gbt.leaves=3"]
+    )
+    assert unknown.exit_code != 0 and "no such setting" in unknown.output
