@@ -116,7 +116,11 @@ def prepare(spec_path: Path, rows: list[str], info_path: Path) -> None:
     The parent stays a small process: on Linux a child's peak RSS starts from its parent's at
     fork, so a parent holding torch would inflate every row's figure.
     """
-    needs = sorted({NEEDS[r] for r in rows if NEEDS[r]})
+    run_setup(spec_path, sorted({NEEDS[r] for r in rows if NEEDS[r]}), info_path)
+
+
+def run_setup(spec_path: Path, needs: list[str], info_path: Path) -> None:
+    """``python -m bench.setup`` in a child process: build ``needs`` and describe the machine."""
     cmd = [sys.executable, "-m", "bench.setup", str(spec_path), str(info_path), *needs]
     subprocess.run(cmd, check=True)
 

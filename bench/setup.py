@@ -74,67 +74,29 @@ def make_trained(root: Path, customers: int, days: int, seed: int = 0, epochs: i
     return home, landing
 
 
-def make_daily(
+def make_daily_landing(
     root: Path, customers: int, days: int, chunk_customers: int, login_rate_x10: int, seed: int = 0
-) -> tuple[Path, Path]:
-    """(home, landing) of the daily row: a big zone, every day but the last already validated.
+) -> Path:
+    """The daily row's big landing zone, generated ``chunk_customers`` at a time (bounded memory).
 
-    The zone is generated ``chunk_customers`` at a time (bounded memory), with
-    ``login_rate_x10 / 10`` plain logins per customer-day so that a day holds about two logins
-    per transaction, as the daily target asks. Its first day goes through the real
-    ``validate_day`` and must quarantine nothing; the other history days are written by
-    ``write_trusted_day`` (same parsing and types, no GX pass), because validating ~90M rows
-    untimed would take the better part of an hour. The timed row validates the last day for real.
+    ``login_rate_x10 / 10`` plain logins per customer-day make a day hold about two logins per
+    transaction, as the daily target asks. Reused when it is already there.
     """
     from pipeline.generate import GenerateConfig, generate_landing
-    from pipeline.validate import validate_day, validated_days
 
     landing = root / "landing"
     if not (landing / "_truth" / "transactions.parquet").is_file():
         cfg = GenerateConfig(logins_per_day=login_rate_x10 / 10)
         generate_landing(landing, customers, days, START, seed=seed, chunk_customers=chunk_customers, cfg=cfg)
-    home = root / "home"
-    settings = settings_for(home, landing)
-    done = set(validated_days(settings, "transactions"))
-    if START not in done:
-        report = validate_day(settings, START)
-        bad = {log: c["rows_quarantined"] for log, c in report["logs"].items() if c["rows_quarantined"]}
-        if bad:
-            raise RuntimeError(f"the generated day {START} quarantined rows {bad}: it cannot be trusted")
-    for k in range(1, days - 1):
-        if START + timedelta(days=k) not in done:
-            write_trusted_day(settings, landing, START + timedelta(days=k))
-    return home, landing
+    return landing
 
 
-def write_trusted_day(settings, landing: Path, day: date) -> None:  # noqa: ANN001
-    """Write a landing day of generated (clean) rows as a validated, passing day, without GX.
-
-    The rows are parsed and typed by the validator's own functions (``parsed_values``,
-    ``normalise``), so the partitions equal what ``validate_day`` keeps when nothing is
-    quarantined (``tests/test_bench.py`` checks that). Benchmark setup only, never the product.
-    """
-    from features.landing import normalise, parsed_values, read_partition, with_optional_columns
-    from features.schemas import LOGS, SCHEMAS
-    from pipeline.validate import PART_FILE, report_path, write_json_atomic
-
-    logs = {}
-    for log in LOGS:
-        raw = with_optional_columns(read_partition(landing, SCHEMAS[log], day), log)
-        kept = normalise(raw, parsed_values(raw, log, day), log)
-        folder = settings.validated_dir / log / f"date={day.isoformat()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        kept.write_parquet(folder / PART_FILE)
-        logs[log] = {"rows_in": raw.height, "rows_kept": kept.height, "rows_quarantined": 0, "reasons": {}}
-    report = {
-        "date": day.isoformat(),
-        "status": "ok",
-        "logs": logs,
-        "error": None,
-        "warnings": ["written by bench.setup.write_trusted_day: generated rows, no row checks run"],
-        "data_docs": None,
-    }
-    write_json_atomic(report_path(settings, day), report)
+def make_daily(
+    root: Path, customers: int, days: int, chunk_customers: int, login_rate_x10: int, seed: int = 0
+) -> tuple[Path, Path]:
+    """(home, landing) of the daily row: the big zone, every day validated by ``validate_day``."""
+    make_daily_landing(root, customers, days, chunk_customers, login_rate_x10, seed)
+    return make_validated(root, customers, days, seed)
 
 
 def last_day(days: int) -> date:
@@ -164,7 +126,7 @@ def machine() -> dict[str, object]:
 
 
 def prepare(spec: dict, needs: list[str]) -> None:
-    """Build what ``needs`` (landing | validated | trained | daily) asks for, reusing what exists."""
+    """Build what ``needs`` (landing | validated | trained | daily_landing | daily) asks for, reusing what exists."""
     zone, c, d = Path(spec["zone"]), spec["zone_customers"], spec["zone_days"]
     if "trained" in needs:
         make_trained(zone, c, d)
@@ -172,15 +134,13 @@ def prepare(spec: dict, needs: list[str]) -> None:
         make_validated(zone, c, d)
     elif "landing" in needs:
         make_landing(zone, c, d)
+    daily = (Path(spec["daily_zone"]), spec["daily_customers"], d)
+    chunking = (spec["daily_chunk_customers"], spec["daily_login_rate_x10"])
+    if "daily_landing" in needs:
+        make_daily_landing(*daily, *chunking)
     if "daily" in needs:  # scored with the main zone's champion: training on the big zone is not timed anyway
         make_trained(zone, c, d)
-        make_daily(
-            Path(spec["daily_zone"]),
-            spec["daily_customers"],
-            d,
-            spec["daily_chunk_customers"],
-            spec["daily_login_rate_x10"],
-        )
+        make_daily(*daily, *chunking)
 
 
 if __name__ == "__main__":  # python -m bench.setup SPEC.json MACHINE.json [needs...]

@@ -181,26 +181,6 @@ def test_quick_bench_runs_and_writes_the_report(tmp_path: Path) -> None:
     assert results[2]["details"]["model"]["hidden"] == 64
 
 
-def test_trusted_history_day_equals_what_validation_keeps(tmp_path: Path) -> None:
-    """The daily row's shortcut for its history days writes exactly what ``validate_day`` keeps."""
-    from bench.setup import START, settings_for, write_trusted_day
-    from pipeline.generate import generate_landing
-    from pipeline.validate import read_validated, validate_day, validated_days
-
-    landing = tmp_path / "landing"
-    generate_landing(landing, customers=60, days=2, start=START, seed=4, chunk_customers=25)
-    real, trusted = settings_for(tmp_path / "real", landing), settings_for(tmp_path / "trusted", landing)
-    report = validate_day(real, START)
-    assert all(c["rows_quarantined"] == 0 for c in report["logs"].values())
-    write_trusted_day(trusted, landing, START)
-    assert validated_days(trusted) == [START]
-    for log in ("transactions", "logins", "labels"):
-        a = read_validated(real, log, [START]).collect()
-        b = read_validated(trusted, log, [START]).collect()
-        assert a.height > 0 or log == "labels"
-        assert a.schema == b.schema and a.equals(b), log
-
-
 def test_scale_disk_counts_hard_links_once_and_the_table_has_a_line_per_size(tmp_path: Path) -> None:
     from bench.scale import disk_mb, render
 
@@ -210,10 +190,18 @@ def test_scale_disk_counts_hard_links_once_and_the_table_has_a_line_per_size(tmp
     assert disk_mb(tmp_path) == 1.5
     ok = {"value": 20.0, "peak_rss_mb": 900.0, "details": {"transactions": 10, "logins": 20}}
     rows = [
-        {"events": 2_000_000, "build_s": 5, "landing_mb": 1, "home_mb": 1, "daily": ok},
+        {
+            "events": 2_000_000,
+            "generate_s": 5,
+            "validate_s": None,
+            "landing_mb": 1,
+            "home_mb": 1,
+            "daily": ok,
+        },
         {
             "events": 4_000_000,
-            "build_s": 9,
+            "generate_s": None,
+            "validate_s": 9,
             "landing_mb": 2,
             "home_mb": 2,
             "daily": {"error": "exit 137: killed"},
@@ -222,3 +210,4 @@ def test_scale_disk_counts_hard_links_once_and_the_table_has_a_line_per_size(tmp
     doc = render(rows, "python -m bench.scale", {"cpu": "x", "cores": 2}, 31)
     table = [line for line in doc.splitlines() if line.startswith("| ")]
     assert len(table) == 3 and "| 10.00 |" in table[1] and "failed: exit 137" in table[2]
+    assert "| 5 s | reused |" in table[1] and "| reused | 9 s |" in table[2]
