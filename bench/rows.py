@@ -695,12 +695,12 @@ def daily(spec: Spec) -> dict[str, Any]:
             zone / "home",
             home,
             ignore=shutil.ignore_patterns(f"date={day}", f"date={day}.json", "scores.duckdb*"),
-            copy_function=os.link,  # hard links: the history is only read, and ~10 GB at full size
+            copy_function=os.link,  # hard links: the history is only read (1.7 GB validated at full size)
         )
         # the champion comes from the main zone's registry (same features and window)
         tracking = setup.settings_for(Path(spec["zone"]) / "home").tracking_uri
         settings = setup.settings_for(home, landing, tracking=tracking)
-        if "FRAUDSEQ_SHARDS" not in os.environ:  # one shard of a 1M-transaction day needs ~15 GB
+        if "FRAUDSEQ_SHARDS" not in os.environ:  # one shard would hold the whole 1M-transaction day
             settings = settings.model_copy(update={"shards": spec["daily_shards"]})
         use_tracking(settings.tracking_uri)
         pinned = resolve_version(None, settings.model_name)

@@ -724,10 +724,9 @@ def run_handbook_benchmark(
         config = tune_config(prep, config, progress)
         config_path.parent.mkdir(parents=True, exist_ok=True)
         config_path.write_text(json.dumps(config, indent=2) + "\n")
-        prep = with_window(prep, config["window"])
     for key, value in (overrides or {}).items():
         config = apply_override(config, key, value)
-    if config["window"] != prep.window_index.shape[1]:
+    if config["window"] != prep.window_index.shape[1]:  # after --tune or --set window=...
         prep = with_window(prep, config["window"])
 
     evaluated = hb.handbook_folds(folds)
