@@ -204,15 +204,21 @@ def windows(prep: Prepared, fd: FoldData, part: str) -> tuple[np.ndarray, np.nda
     kind = "customer" if prep.marks is None else "interleaved"
     key = f"{part}/{prep.window_index.shape[1]}/{kind}"  # one entry per slice, window length and kind
     if key not in fd.cache:
-        raw, lengths = hb.gather_windows(prep.x, prep.window_index[fd.rows[part]])  # (B, W, F)
-        x = ((raw - fd.mean) / fd.std).astype(np.float32)  # (B, W, F)
+        index = prep.window_index[fd.rows[part]]  # (B, W) rows of prep.x, -1 = padding
+        valid = index >= 0  # (B, W)
+        # each event sits in up to W windows: encode every event the slice reads once, then gather
+        events = np.unique(index[valid])  # (U,) sorted
+        raw = prep.x[events]  # (U, F)
+        per_event = ((raw - fd.mean) / fd.std).astype(np.float32)  # (U, F)
         if fd.encoder is not None:
-            B, W, F = raw.shape
-            bins = fd.encoder.transform(raw.reshape(B * W, F)).reshape(B, W, -1)  # (B, W, K)
-            x = np.concatenate([x, bins], axis=2)  # (B, W, F + K)
-        if prep.marks is not None:  # one more input: 1 on the terminal's rows
-            x = np.concatenate([x, prep.marks[fd.rows[part]][:, :, None].astype(np.float32)], axis=2)
-        x = zero_left_padding(np.ascontiguousarray(x), lengths)
+            per_event = np.concatenate([per_event, fd.encoder.transform(raw)], axis=1)  # (U, F + K)
+        if prep.marks is not None:  # one more input: 1 on the terminal's rows (a per-window fact)
+            per_event = np.concatenate([per_event, np.zeros((len(events), 1), np.float32)], axis=1)
+        x = per_event[np.searchsorted(events, np.where(valid, index, -1))]  # (B, W, F'); padding -> any row
+        if prep.marks is not None:
+            x[:, :, -1] = prep.marks[fd.rows[part]]
+        lengths = valid.sum(axis=1).astype(np.int64)  # (B,)
+        x = zero_left_padding(x, lengths)
         fd.cache[key] = (x, lengths)
     return fd.cache[key]
 
