@@ -312,9 +312,10 @@ def nominal_flops(cfg: Any, window: int) -> int:
     """2 × multiply-adds of every recurrent and linear layer for one full window of ``window`` events."""
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[cfg.cell]
     width = cfg.hidden * cfg.directions
-    macs = 0
+    embed = getattr(cfg, "embed", 0)
+    macs = window * cfg.n_features * embed  # the per-event input projection, when there is one
     for layer in range(cfg.layers):
-        n_in = cfg.n_features if layer == 0 else width
+        n_in = (embed or cfg.n_features) if layer == 0 else width
         macs += cfg.directions * window * gates * cfg.hidden * (n_in + cfg.hidden)
     macs += 3 * width * cfg.head_hidden + cfg.head_hidden
     return 2 * macs

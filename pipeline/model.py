@@ -44,18 +44,26 @@ class SequenceModelConfig:
     dropout: float = 0.2
     head_hidden: int = 64
     skip: bool = False  # the scored transaction's own inputs also go straight to the head
+    embed: int = 0  # > 0: one linear map of each event's inputs to this width before the first layer
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
         if self.n_features < 1 or self.hidden < 1 or self.layers < 1 or self.head_hidden < 1:
             raise ValueError("n_features, hidden, layers and head_hidden must be >= 1")
+        if self.embed < 0:
+            raise ValueError(f"embed must be >= 0 (0 = no projection), got {self.embed}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def directions(self) -> int:
         return 2 if self.bidirectional else 1
+
+    @property
+    def recurrent_inputs(self) -> int:
+        """Width of what the first recurrent layer reads: the projection's, or the raw inputs'."""
+        return self.embed or self.n_features
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,8 +133,12 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         width = cfg.hidden * cfg.directions
+        # Wide inputs (piecewise-linear bins) make the recurrence's input weights and their
+        # backward pass the bulk of training; one shared projection, applied to each event
+        # before the recurrence, is a low-rank factor of those weights for both directions.
+        self.embed = nn.Linear(cfg.n_features, cfg.embed) if cfg.embed else None
         self.layers = nn.ModuleList(
-            RecurrentLayer(cfg.cell, cfg.n_features if i == 0 else width, cfg.hidden, cfg.bidirectional)
+            RecurrentLayer(cfg.cell, cfg.recurrent_inputs if i == 0 else width, cfg.hidden, cfg.bidirectional)
             for i in range(cfg.layers)
         )
         self.dropout = nn.Dropout(cfg.dropout)
@@ -142,8 +154,10 @@ class SequenceClassifier(nn.Module):
         lengths = lengths.to(device=x.device, dtype=torch.long).clamp(1, T)  # (B,)
         lay = Layouts(lengths, T)
         x = x.contiguous()  # (B, T, F)
-        h_r = select_rows(x, lay.from_input_r, batch_major=True)  # (T, B, F)
-        h_v = select_rows(x, lay.from_input_v, batch_major=True) if self.cfg.bidirectional else None
+        # the projection maps padding rows to its bias; the recurrences never read them anyway
+        e = self.embed(x) if self.embed is not None else x  # (B, T, E)
+        h_r = select_rows(e, lay.from_input_r, batch_major=True)  # (T, B, E)
+        h_v = select_rows(e, lay.from_input_v, batch_major=True) if self.cfg.bidirectional else None
         f_r, b_v = self.layers[0](h_r, h_v)
         for layer in self.layers[1:]:
             # between layers only, like nn.LSTM(dropout=...); one mask per event for both directions

@@ -84,6 +84,11 @@ def test_nominal_flops_count_every_lstm_and_linear_layer() -> None:
         n_features=10, hidden=4, layers=1, bidirectional=False, head_hidden=3, cell="gru"
     )
     assert nominal_flops(gru, 5) == 2 * (5 * 3 * 4 * 14 + 3 * 4 * 3 + 3)
+    projected = SequenceModelConfig(
+        n_features=10, hidden=4, layers=1, bidirectional=True, head_hidden=3, embed=6
+    )
+    # the projection (T x F x E), then the recurrence on E inputs
+    assert nominal_flops(projected, 5) == 2 * (5 * 10 * 6 + 2 * 5 * 4 * 4 * (6 + 4) + 3 * 8 * 3 + 3)
 
 
 def fake_row(name: str, value: float, ref: float, unit: str = "x/s", **details: object) -> dict:

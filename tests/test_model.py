@@ -127,3 +127,22 @@ def test_rebuilt_model_from_state_dict_gives_the_same_logits() -> None:
     lengths = torch.tensor([3, 6])
     with torch.no_grad():
         assert torch.equal(model(x, lengths), clone(x, lengths))
+
+
+def test_input_projection_keeps_padding_invariance_and_narrows_the_recurrence() -> None:
+    torch.manual_seed(0)
+    model = build_model(SequenceModelConfig(n_features=5, hidden=8, layers=2, head_hidden=8, embed=3)).eval()
+    assert model.embed is not None and model.embed.out_features == 3
+    assert model.layers[0].forward_rnn.input_size == 3  # the recurrence reads the projection
+    lengths = torch.tensor([1, 3, 8, 5])
+    x8 = left_padded(lengths.tolist(), 8)
+    # the projection maps padding to its bias, not to zero: the layouts must still hide it
+    x16 = torch.cat([torch.full((4, 8, 5), 1e3), x8], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x8, lengths), model(x16, lengths), atol=1e-5, rtol=0)
+    model.train()
+    model(x8, lengths).sum().backward()
+    assert model.embed.weight.grad is not None and model.embed.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="embed"):
+        SequenceModelConfig(n_features=5, embed=-1)
+    assert SequenceModelConfig(n_features=5).embed == 0  # off unless asked: stored models load as before
