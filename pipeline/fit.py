@@ -226,6 +226,32 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return contextlib.nullcontext()
 
 
+WIDE_INPUTS = 4  # first-layer inputs per hidden unit from which ATen's own CPU kernels train faster
+
+
+def training_kernels(
+    device: torch.device, cfg: SequenceModelConfig
+) -> contextlib.AbstractContextManager[Any]:
+    """For CPU training of a model with wide inputs, ATen's own recurrent kernels instead of oneDNN's.
+
+    oneDNN's RNN backward always computes the gradient of the layer's input, which the first
+    layer never needs; with inputs ``WIDE_INPUTS`` times wider than the hidden state that is
+    most of the backward pass. ATen's kernels project the inputs in one matmul and autograd
+    skips that gradient. Measured by ``python -m bench.training_kernels`` on the 2-core machine:
+    225 inputs, hidden 32: about 1.6x the windows/s; 40 inputs, hidden 64: about 0.8x, so narrow
+    models keep oneDNN. Inference always keeps oneDNN (faster there for every shape measured).
+    The same computation either way; the choice depends on the config alone, so a seed still
+    repeats exactly.
+    """
+    import torch
+
+    if device.type != "cpu" or cfg.recurrent_inputs < WIDE_INPUTS * cfg.hidden:
+        return contextlib.nullcontext()
+    return torch.backends.mkldnn.flags(
+        enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None
+    )
+
+
 # ---- inference ----
 
 
@@ -426,17 +452,18 @@ def fit_sequence_model(
             batches = [sample[b] for b in length_bucketed_batches(len_tr[sample], fit_cfg.batch_size, rng)]
             bar.reset(task, total=len(batches), description=f"epoch {epoch}/{fit_cfg.epochs}")
             started = time.perf_counter()
-            train_loss = train_epoch(
-                net,
-                optimiser,
-                loss_fn,
-                batches,
-                (X_tr, len_tr, y_tr),
-                fit_cfg,
-                device,
-                lambda: bar.advance(task),
-                replicas,
-            )
+            with training_kernels(device, model_cfg):
+                train_loss = train_epoch(
+                    net,
+                    optimiser,
+                    loss_fn,
+                    batches,
+                    (X_tr, len_tr, y_tr),
+                    fit_cfg,
+                    device,
+                    lambda: bar.advance(task),
+                    replicas,
+                )
             seconds = time.perf_counter() - started
             seen, train_seconds = seen + len(sample), train_seconds + seconds
 

@@ -147,3 +147,46 @@ def test_default_pos_weight_and_config_checks() -> None:
     assert FitConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="loss"):
         FitConfig(loss="hinge")
+
+
+@pytest.mark.parametrize(("n_features", "embed", "aten"), [(3, 0, False), (40, 0, True), (40, 4, False)])
+def test_wide_inputs_train_on_aten_kernels_and_the_flag_is_restored(
+    monkeypatch: pytest.MonkeyPatch, n_features: int, embed: int, aten: bool
+) -> None:
+    import pipeline.fit
+
+    seen: list[bool] = []
+    real_epoch = pipeline.fit.train_epoch
+
+    def spy(*args: object, **kwargs: object) -> float:
+        seen.append(torch.backends.mkldnn.enabled)
+        return real_epoch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline.fit, "train_epoch", spy)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(96, T, n_features)).astype(np.float32)
+    lengths = np.full(96, T, dtype=np.int64)
+    y = (X[:, -1, 0] > 0.5).astype(np.int64)
+    # hidden 8: 40 inputs are >= 4x the hidden size, 3 inputs (or a 4-wide projection) are not
+    cfg = SequenceModelConfig(n_features=n_features, hidden=8, layers=1, head_hidden=8, embed=embed)
+    before = torch.backends.mkldnn.enabled
+    runs = [
+        fit_sequence_model(
+            X,
+            lengths,
+            y,
+            X,
+            lengths,
+            y,
+            cfg,
+            FitConfig(epochs=2, batch_size=32),
+            seed=0,
+            device=CPU,
+            progress=False,
+        )
+        for _ in range(2)
+    ]
+    assert seen == [before and not aten] * 4  # every epoch of both fits
+    assert torch.backends.mkldnn.enabled == before
+    a, b = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # either kernel repeats exactly for a seed
