@@ -584,7 +584,7 @@ def load_config(path: Path) -> dict[str, Any]:
 
 
 TUNE_GRID: dict[str, list[Any]] = {
-    "window": [8, 16],
+    "window": [8, 16, 32],
     "encoding.max_bins": [0, 4, 8],
 }
 GBT_GRID: dict[str, list[Any]] = {"num_leaves": [15, 31, 63], "min_child_samples": [5, 20]}
