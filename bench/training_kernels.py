@@ -17,27 +17,17 @@ import argparse
 import contextlib
 import statistics
 import time
-from typing import Any
 
 import numpy as np
 
 SHAPES = ((225, 32, 32), (225, 16, 32), (40, 32, 64))  # (inputs, window, hidden)
 
 
-def kernels(aten: bool) -> contextlib.AbstractContextManager[Any]:
-    import torch
-
-    if not aten:
-        return contextlib.nullcontext()
-    return torch.backends.mkldnn.flags(
-        enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None
-    )
-
-
 def measure(inputs: int, window: int, hidden: int, n: int, aten: bool) -> tuple[float, float]:
     """(training windows/s, inference windows/s) of one fresh BiLSTM on ``n`` random windows."""
     import torch
 
+    from pipeline.fit import aten_kernels
     from pipeline.model import SequenceModelConfig, build_model
 
     rng = np.random.default_rng(0)
@@ -48,7 +38,7 @@ def measure(inputs: int, window: int, hidden: int, n: int, aten: bool) -> tuple[
     model = build_model(SequenceModelConfig(n_features=inputs, hidden=hidden, layers=1, head_hidden=64))
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    with kernels(aten):
+    with aten_kernels() if aten else contextlib.nullcontext():
         model.train()
         started = time.perf_counter()
         for i in range(0, n, 512):

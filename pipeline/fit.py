@@ -243,10 +243,15 @@ def training_kernels(
     The same computation either way; the choice depends on the config alone, so a seed still
     repeats exactly.
     """
-    import torch
-
     if device.type != "cpu" or cfg.recurrent_inputs < WIDE_INPUTS * cfg.hidden:
         return contextlib.nullcontext()
+    return aten_kernels()
+
+
+def aten_kernels() -> contextlib.AbstractContextManager[Any]:
+    """oneDNN off for the block: recurrent layers run on ATen's own CPU kernels; restored after."""
+    import torch
+
     return torch.backends.mkldnn.flags(
         enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None
     )
