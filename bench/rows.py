@@ -512,7 +512,7 @@ def model_bf16(spec: Spec) -> dict[str, Any]:
     interleaved with fp32 and the fp32 matmul reference; plus the AP check of ``bf16_accuracy``."""
     import torch
 
-    from pipeline.fit import predict_logits
+    from pipeline.fit import cpu_bf16_supported, predict_logits
 
     W, batch, n = spec["window"], spec["model_batch"], spec["model_windows"]
     cfg, net, x, lengths = production_model_inputs(n, W)
@@ -540,6 +540,7 @@ def model_bf16(spec: Spec) -> dict[str, Any]:
         bf16_over_fp32=round(statistics.median(times["fp32"][0]) / statistics.median(times["bf16"][0]), 2),
         windows_per_s=rate(n, times["bf16"][0]),
         cpu_bf16_instructions=_cpu_has_bf16(),
+        ran_in_bf16=cpu_bf16_supported(),  # False: oneDNN cannot run bf16 here, the "bf16" pass is fp32
         accuracy=bf16_accuracy(spec),
         windows=n,
         batch=batch,

@@ -7,6 +7,8 @@ champion gate live in the stages that call this.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -15,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.metrics import auc_roc, average_precision
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -217,13 +221,33 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     """bf16 autocast on ``device`` (CUDA or CPU) when ``enabled``, else nothing.
 
     On CPU it pays only where the cores have bf16 instructions (AVX512-BF16 or AMX); elsewhere
-    oneDNN emulates them and it is slower than fp32.
+    oneDNN emulates them and it is slower than fp32. On a CPU where oneDNN cannot run bf16 at
+    all (no AVX-512, e.g. an AVX2-only host), where its LSTM would fail to build, it stays in
+    fp32 and logs a warning once: a nightly run moved to such a host still scores.
     """
     import torch
 
-    if enabled and device.type in ("cuda", "cpu"):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if not enabled or device.type not in ("cuda", "cpu"):
+        return contextlib.nullcontext()
+    if device.type == "cpu" and not cpu_bf16_supported():
+        _warn_no_cpu_bf16()
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether oneDNN can run bf16 kernels on this CPU (native or emulated on AVX-512)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+@functools.cache
+def _warn_no_cpu_bf16() -> None:
+    log.warning("bf16 scoring asked (%s=1), but this CPU cannot run bf16: scoring in fp32", AMP_ENV)
 
 
 WIDE_INPUTS = 4  # first-layer inputs per hidden unit from which ATen's own CPU kernels train faster

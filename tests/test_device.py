@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from pipeline.errors import UsageError
-from pipeline.fit import DEVICE_ENV, pick_device, predict_logits, score_amp, to_tensors
+from pipeline.fit import (
+    DEVICE_ENV,
+    cpu_bf16_supported,
+    pick_device,
+    predict_logits,
+    score_amp,
+    to_tensors,
+)
 from pipeline.model import SequenceModelConfig, build_model
 
 
@@ -139,6 +146,7 @@ def test_unmasked_pooling_of_whole_windows_equals_the_masked_path(monkeypatch: p
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-6)
 
 
+@pytest.mark.skipif(not cpu_bf16_supported(), reason="this CPU cannot run bf16 (no AVX-512)")
 def test_score_amp_runs_the_model_in_bf16_on_cpu_and_keeps_the_logits_close() -> None:
     from pipeline.fit import autocast
 
@@ -156,3 +164,25 @@ def test_score_amp_runs_the_model_in_bf16_on_cpu_and_keeps_the_logits_close() ->
     bf16 = predict_logits(net, x, lengths, device=cpu, amp=True)
     assert not np.array_equal(fp32, bf16)  # bf16 really ran
     np.testing.assert_allclose(bf16, fp32, atol=0.05)
+
+
+def test_score_amp_on_a_cpu_without_bf16_scores_in_fp32_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import pipeline.fit as fit
+
+    monkeypatch.setattr(fit, "cpu_bf16_supported", lambda: False)
+    fit._warn_no_cpu_bf16.cache_clear()
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    net = build_model(SequenceModelConfig(n_features=6, hidden=16, layers=2)).eval()
+    x = np.random.default_rng(0).standard_normal((64, 10, 6)).astype(np.float32)
+    lengths = np.random.default_rng(1).integers(1, 11, 64)
+    with caplog.at_level("WARNING", logger="pipeline.fit"):
+        asked = predict_logits(net, x, lengths, device=cpu, amp=True)
+        predict_logits(net, x, lengths, device=cpu, amp=True)
+    np.testing.assert_array_equal(asked, predict_logits(net, x, lengths, device=cpu))
+    warnings = [r for r in caplog.records if "cannot run bf16" in r.getMessage()]
+    assert len(warnings) == 1  # once per process, not once per batch
+    with fit.autocast(cpu, True):
+        assert torch.nn.Linear(4, 2)(torch.ones(3, 4)).dtype == torch.float32
