@@ -13,6 +13,7 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -630,25 +631,32 @@ def apply_override(config: dict[str, Any], key: str, value: Any) -> dict[str, An
 
 
 def mean_ap(
-    name: str, prep: Prepared, folds: list[FoldData], config: dict[str, Any], seed: int, progress: bool
+    name: str, prep: Prepared, folds: Iterable[hb.Fold], config: dict[str, Any], seed: int, progress: bool
 ) -> float:
-    """Mean test AP of one model over the given (validation) folds."""
+    """Mean test AP of one model over the given (validation) folds.
+
+    One fold's data at a time, dropped after it is scored: at window 32 with 8 bins a fold's
+    encoded windows take several GB, and a grid that held all four (twice over, while the next
+    candidate's were built) ran out of 24 GB.
+    """
     aps = []
-    for fd in folds:
+    for fold in folds:
+        fd = fold_data(prep, fold)
         scores, _ = score_model(name, prep, fd, config, seed, progress)
         aps.append(average_precision(fd.test["is_fraud"].to_numpy(), scores))
+        del fd
     return float(np.mean(aps))
 
 
 def tune_config(prep: Prepared, config: dict[str, Any], progress: bool) -> dict[str, Any]:
     """Grid search on the validation folds only: gbt leaves, then the BiLSTM window and encoding bins."""
-    val = {f: fold_data(prep, f) for f in hb.handbook_folds("validation")}
+    val = hb.handbook_folds("validation")
     best = (-1.0, config)
     for values in itertools.product(*GBT_GRID.values()):
         cand = config
         for key, v in zip(GBT_GRID, values, strict=True):
             cand = _set(cand, f"gbt.{key}", v)
-        ap = mean_ap("gbt", prep, list(val.values()), cand, 0, False)
+        ap = mean_ap("gbt", prep, val, cand, 0, False)
         _log(f"tune gbt {dict(zip(GBT_GRID, values, strict=True))}: AP {ap:.4f}")
         best = max(best, (ap, cand), key=lambda t: t[0])
     config = best[1]
@@ -657,9 +665,7 @@ def tune_config(prep: Prepared, config: dict[str, Any], progress: bool) -> dict[
         cand = config
         for key, v in zip(TUNE_GRID, values, strict=True):
             cand = _set(cand, key, v)
-        p = with_window(prep, cand["window"])
-        folds = [fold_data(p, f) for f in val]
-        ap = mean_ap("bilstm", p, folds, cand, 0, progress)
+        ap = mean_ap("bilstm", with_window(prep, cand["window"]), val, cand, 0, progress)
         _log(f"tune bilstm {dict(zip(TUNE_GRID, values, strict=True))}: AP {ap:.4f}")
         best = max(best, (ap, cand), key=lambda t: t[0])
     return tune_blend(with_window(prep, best[1]["window"]), best[1], progress)

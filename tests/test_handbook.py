@@ -409,6 +409,41 @@ def test_tune_blend_picks_a_grid_weight_on_the_validation_folds(tmp_path, monkey
     assert config["blend"]["bilstm_weight"] == 0.5  # the input config is not mutated
 
 
+def test_tune_searches_the_validation_folds_only_and_holds_one_fold_at_a_time(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import gc
+    import weakref
+
+    from pipeline import benchmark as B
+
+    config = B._set(B.load_config(tmp_path / "none.json"), "fit.epochs", 1)
+    prep = B.prepare(synthetic_file(tmp_path), config["window"])
+    monkeypatch.setattr(B, "GBT_GRID", {"num_leaves": [15, 31]})
+    monkeypatch.setattr(B, "TUNE_GRID", {"window": [4, 8]})
+    monkeypatch.setattr(B, "BLEND_GRID", [0.5])
+    made: list[tuple[str, weakref.ref]] = []  # type: ignore[type-arg]
+    real_fold_data, real_score = B.fold_data, B.score_model
+
+    def fold_data(p, fold):  # type: ignore[no-untyped-def]
+        fd = real_fold_data(p, fold)
+        made.append((fold.name, weakref.ref(fd)))
+        return fd
+
+    live: list[int] = []
+
+    def score_model(name, p, fd, *args):  # type: ignore[no-untyped-def]
+        gc.collect()
+        live.append(sum(ref() is not None for _, ref in made))
+        return real_score(name, p, fd, *args)
+
+    monkeypatch.setattr(B, "fold_data", fold_data)
+    monkeypatch.setattr(B, "score_model", score_model)
+    tuned = B.tune_config(prep, config, progress=False)
+    assert tuned["window"] in (4, 8) and tuned["gbt"]["num_leaves"] in (15, 31)
+    assert {name for name, _ in made} == {f.name for f in hb.handbook_folds("validation")}
+    assert len(live) == 4 * (2 + 2 + 2)  # gbt grid, bilstm grid, blend (gbt + bilstm)
+    assert max(live) == 1  # a fold's windows are dropped before the next fold is built
+
+
 def test_bilstm_terminal_reads_one_more_input_per_event_and_scores_every_test_row(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from pipeline import benchmark as B
 
