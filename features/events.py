@@ -12,7 +12,7 @@ import math
 import numpy as np
 import polars as pl
 
-from features.schemas import EVENT_KINDS
+from features.schemas import EVENT_KINDS, LOGINS, TRANSACTIONS
 
 # Order of the per-event feature vector. The model, the normaliser and the reasons all
 # refer to features by these names.
@@ -59,6 +59,12 @@ EVENT_COLUMNS = {
 }
 
 
+# The validated columns the event table reads; card_id and user_agent are never used.
+TRANSACTION_INPUTS = tuple(c for c in TRANSACTIONS.columns if c != "card_id")
+LOGIN_INPUTS = tuple(c for c in LOGINS.columns if c != "user_agent")
+INPUT_COLUMNS = {"transactions": TRANSACTION_INPUTS, "logins": LOGIN_INPUTS}
+
+
 def interleave_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.LazyFrame:
     """One frame of both logs, in contract order, with a unified column set."""
     tx = transactions.select(
@@ -92,12 +98,27 @@ def interleave_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.La
         pl.col("ip_address"),
     )
     both = pl.concat([tx.cast(EVENT_COLUMNS), lg.cast(EVENT_COLUMNS)], how="vertical")  # type: ignore[arg-type]
-    return both.sort(["customer_id", "event_time", "source", "event_id"], maintain_order=True)
+    # The key is unique (validation keeps an event_id once per day and log, and only on its own
+    # date), so the order is total and a sort that need not keep input order gives the same rows.
+    return both.sort(list(CONTRACT_ORDER))
+
+
+CONTRACT_ORDER = ("customer_id", "event_time", "source", "event_id")
+_RUN = "_customer_run"  # a helper column, dropped before anything leaves this module
+
+
+def _customer_run() -> pl.Expr:
+    """0, 1, 2, ...: one integer per customer of a frame sorted by customer.
+
+    The partition key of the window expressions: hashing a small integer is much cheaper
+    than hashing the customer's string id, and the groups are the same.
+    """
+    return (pl.col("customer_id") != pl.col("customer_id").shift(1)).fill_null(True).cum_sum()
 
 
 def _first_seen(col: str) -> pl.Expr:
     """1 when this customer shows a non-null ``col`` value for the first time."""
-    first = pl.int_range(pl.len()).over(["customer_id", col]) == 0
+    first = pl.struct(_RUN, col).is_first_distinct()
     return (pl.col(col).is_not_null() & first).cast(pl.Float32)
 
 
@@ -108,7 +129,7 @@ def event_features(events: pl.LazyFrame) -> pl.LazyFrame:
     """
     is_tx = pl.col("source") == 1
     log_amt = pl.when(is_tx).then(pl.col("amount").log1p()).otherwise(0.0)
-    cust = "customer_id"
+    cust = _RUN
     minutes = pl.col("event_time").dt.epoch("s").cast(pl.Float64) / 60.0
     prev_tx_sum = (log_amt.cum_sum() - log_amt).over(cust)
     prev_tx_n = (is_tx.cast(pl.Float64).cum_sum() - is_tx.cast(pl.Float64)).over(cust)
@@ -116,7 +137,7 @@ def event_features(events: pl.LazyFrame) -> pl.LazyFrame:
     last_login_minutes = pl.when(is_login).then(minutes).otherwise(None).shift(1).forward_fill().over(cust)
     hour = pl.col("event_time").dt.hour().cast(pl.Float64) + pl.col("event_time").dt.minute() / 60.0
 
-    lf = events.with_columns(
+    lf = events.with_columns(_customer_run().alias(_RUN)).with_columns(
         *[(pl.col("kind") == k).cast(pl.Float32).alias(f"kind_{k}") for k in EVENT_KINDS],
         log_amt.alias("log_amount"),
         pl.when(is_tx & (prev_tx_n > 0))
@@ -136,7 +157,7 @@ def event_features(events: pl.LazyFrame) -> pl.LazyFrame:
         (hour * (2 * math.pi / 24)).sin().alias("hour_sin"),
         (hour * (2 * math.pi / 24)).cos().alias("hour_cos"),
     )
-    return lf
+    return lf.drop(_RUN)
 
 
 class TrailingWindows:
@@ -148,15 +169,18 @@ class TrailingWindows:
     """
 
     def __init__(self, df: pl.DataFrame) -> None:
-        cust_code = df["customer_id"].rank("dense").to_numpy().astype(np.int64)
+        cust_code = df.select(_customer_run()).to_series().to_numpy().astype(np.int64)
         secs = df["event_time"].dt.epoch("s").to_numpy().astype(np.int64)
         secs = secs - (secs.min() if len(secs) else 0)
         self.key = cust_code * (1 << 34) + secs  # sorted, because df is in (customer, time) order
         self.pos = np.arange(df.height)
+        self._starts: dict[int, np.ndarray] = {}  # one search per span, shared by its sums
 
     def total(self, values: np.ndarray, seconds: int) -> np.ndarray:
         """Sum of ``values`` over the customer's rows in (t - seconds, ... this row]."""
-        start = np.searchsorted(self.key, self.key - seconds, side="left")
+        start = self._starts.get(seconds)
+        if start is None:
+            start = self._starts[seconds] = np.searchsorted(self.key, self.key - seconds, side="left")
         cum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
         return cum[self.pos + 1] - cum[start]
 
@@ -205,11 +229,15 @@ def login_aggregates(df: pl.DataFrame) -> pl.DataFrame:
 
 def build_event_table(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.DataFrame:
     """Interleave, featurise and collect: one row per event, FEATURE_NAMES filled in."""
-    lf = event_features(interleave_events(transactions, logins))
+    order = "_contract_row"
+    lf = event_features(interleave_events(transactions, logins).with_row_index(order))
     df = lf.collect()
-    # Sorting is explicit above; re-assert it because the streaming engine may reorder.
-    df = df.sort(["customer_id", "event_time", "source", "event_id"], maintain_order=True)
-    df = add_recent_counts(df)
+    # The streaming engine may reorder rows; the row index says whether it did (a cheap
+    # check, where sorting the strings again costs as much as the first sort).
+    rows = df[order].to_numpy()
+    if len(rows) > 1 and not bool(np.all(rows[1:] > rows[:-1])):
+        df = df.sort(order)
+    df = add_recent_counts(df.drop(order))
     return df.with_columns([pl.col(c).cast(pl.Float32) for c in FEATURE_NAMES])
 
 
@@ -225,8 +253,9 @@ def customer_starts(df: pl.DataFrame) -> np.ndarray:
     n = df.height
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    cust = df["customer_id"].to_numpy()
-    is_start = np.ones(n, dtype=bool)
-    is_start[1:] = cust[1:] != cust[:-1]
+    cust = df["customer_id"]
+    is_start = (
+        (cust != cust.shift(1)).fill_null(True).to_numpy()
+    )  # string compare in Polars, not Python objects
     starts = np.flatnonzero(is_start)
     return starts[np.cumsum(is_start) - 1]

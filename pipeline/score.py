@@ -91,16 +91,25 @@ def score_day(
     champion once at its start); otherwise ``model_uri`` or the champion is resolved here, once.
     The day is scored in ``settings.shards`` customer shards, one after the other, then
     finalised: the same code the Airflow DAG spreads over workers (``pipeline.shards``).
+    With more than one shard the history is read once and split by shard first
+    (``split_history``), instead of every shard scanning all of it.
     """
     from pipeline.registry import load_bundle, resolve_version, use_tracking
-    from pipeline.shards import finalise_day, score_shard
+    from pipeline.shards import finalise_day, score_shard, split_history
 
     use_tracking(settings.tracking_uri)
     name, version = pinned or resolve_version(model_uri, settings.model_name)
     bundle = load_bundle(name, version)
     days = check_days(settings, [day], settings.history_range(day))
     n = settings.shards
-    outs = [score_shard(settings, day, k, n, (name, version), bundle=bundle, days=days) for k in range(n)]
+    pin = (name, version)
+    if n == 1:  # one scan either way
+        outs = [score_shard(settings, day, 0, 1, pin, bundle=bundle, days=days)]
+    else:
+        with split_history(settings, days, day, n) as split:
+            outs = [
+                score_shard(settings, day, k, n, pin, bundle=bundle, days=days, split=split) for k in range(n)
+            ]
     return finalise_day(
         settings, day, (name, version), n, [o["path"] for o in outs], bundle=bundle, days=days
     )

@@ -64,6 +64,7 @@ def load_events(
     include_logins: bool = True,
     *,
     customers: Collection[str] | None = None,
+    frames: tuple[pl.LazyFrame, pl.LazyFrame] | None = None,
 ) -> EventData:
     """Interleave validated logins and transactions of ``days`` and featurise them.
 
@@ -71,11 +72,16 @@ def load_events(
     ``customers`` keeps only those customers' events; the filter is pushed into the lazy
     Parquet scan, before any feature work. Features only ever look at one customer's own
     events, so a customer's rows are the same whether read alone or with everybody.
+    ``frames`` (transactions, logins) replaces the validated scan of ``days``: a shard's
+    events already split out of the history by ``pipeline.shards.split_history``.
     """
     from pipeline.validate import read_validated
 
-    tx = read_validated(settings, "transactions", days)
-    logins = read_validated(settings, "logins", days)
+    if frames is not None:
+        tx, logins = frames
+    else:
+        tx = read_validated(settings, "transactions", days)
+        logins = read_validated(settings, "logins", days)
     if customers is not None:
         wanted = pl.Series("customer_id", sorted(set(customers)), dtype=pl.String)
         tx = tx.filter(pl.col("customer_id").is_in(wanted))

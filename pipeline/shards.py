@@ -20,7 +20,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,6 +67,81 @@ def day_customers(settings: Settings, day: date) -> list[str]:
 
     frame = read_validated(settings, "transactions", [day]).select(pl.col("customer_id").unique()).collect()
     return sorted(frame["customer_id"].to_list())
+
+
+SHARD_COLUMN = "_shard"
+LOGS = ("transactions", "logins")
+
+
+@dataclass
+class HistorySplit:
+    """Each shard's history, written once by ``split_history`` as local Parquet files."""
+
+    n_shards: int
+    files: dict[tuple[str, int], list[Path]]  # (log, shard) -> one file per day that has rows
+
+    def frames(self, shard: int) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+        """(transactions, logins) of the shard's customers, in place of the validated scan."""
+        from pipeline.validate import validated_schema
+
+        check_shard(shard, self.n_shards)
+        from features.events import INPUT_COLUMNS
+
+        out = []
+        for kind in LOGS:
+            paths = self.files.get((kind, shard), [])
+            empty = pl.LazyFrame(schema=validated_schema(kind)).select(INPUT_COLUMNS[kind])
+            out.append(pl.scan_parquet(paths) if paths else empty)
+        return out[0], out[1]
+
+
+@contextmanager
+def split_history(settings: Settings, days: list[date], day: date, n_shards: int) -> Iterator[HistorySplit]:
+    """Read the history once and write each shard's events to its own files.
+
+    Scoring N shards straight from the validated days scans the whole history N times (a
+    string ``is_in`` over every row each time). Here each validated day is read once, joined
+    with the shard of each customer that has a transaction on ``day`` (the others are dropped,
+    as the scan's filter drops them), and written as one file per (log, day, shard). The
+    folder is local, under the home, and is removed on exit, whether scoring failed or not.
+    Only the columns the event table reads are written (``features.events.INPUT_COLUMNS``).
+    """
+    from features.events import INPUT_COLUMNS
+    from pipeline.validate import read_validated
+
+    customers = day_customers(settings, day)
+    owner = pl.DataFrame(
+        {"customer_id": customers, SHARD_COLUMN: [shard_of(c, n_shards) for c in customers]},
+        schema={"customer_id": pl.String, SHARD_COLUMN: pl.UInt32},
+    ).lazy()
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix=f"split-{day.isoformat()}-", dir=settings.home_dir) as tmp,
+        ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as writers,
+    ):
+        files: dict[tuple[str, int], list[Path]] = defaultdict(list)
+        for kind in LOGS:
+            for d in days:
+                scan = read_validated(settings, kind, [d]).select(INPUT_COLUMNS[kind])
+                frame = scan.join(owner, on="customer_id", how="inner").collect()
+                parts = {
+                    int(key[0]): part.drop(SHARD_COLUMN)  # type: ignore[call-overload]
+                    for key, part in frame.partition_by(SHARD_COLUMN, as_dict=True).items()
+                }
+                paths = {k: Path(tmp) / kind / f"shard={k}" / f"date={d.isoformat()}.parquet" for k in parts}
+                for path in paths.values():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                # one small file per shard: each write is single-threaded, so two run at once
+                list(writers.map(_write_split, parts.values(), [paths[k] for k in parts]))
+                for k, path in paths.items():
+                    files[(kind, k)].append(path)
+        n_files = sum(len(v) for v in files.values())
+        log.info("history of %s split into %d file(s) for %d shard(s)", day, n_files, n_shards)
+        yield HistorySplit(n_shards, dict(files))
+
+
+def _write_split(frame: pl.DataFrame, path: Path) -> None:
+    frame.write_parquet(path, compression="lz4", statistics=False)
 
 
 def shard_url(settings: Settings, day: date, pinned: tuple[str, str], n_shards: int, shard: int) -> str:
@@ -111,14 +193,25 @@ def _days(settings: Settings, day: date, days: list[date] | None) -> list[date]:
 
 
 def shard_logits(
-    settings: Settings, bundle: ModelBundle, days: list[date], day: date, customers: list[str]
+    settings: Settings,
+    bundle: ModelBundle,
+    days: list[date],
+    day: date,
+    customers: list[str],
+    frames: tuple[pl.LazyFrame, pl.LazyFrame] | None = None,
 ) -> pl.DataFrame:
-    """Raw logits of ``day``'s transactions of ``customers``, read with their history only."""
+    """Raw logits of ``day``'s transactions of ``customers``, read with their history only.
+
+    ``frames``: those customers' events, already split out of the history (``HistorySplit``).
+    """
     from pipeline.sequences import load_events
 
     if not customers:
         return pl.DataFrame(schema=SHARD_SCHEMA)
-    data = load_events(settings, days, customers=customers)
+    if frames is not None:
+        data = load_events(settings, days, frames=frames)
+    else:
+        data = load_events(settings, days, customers=customers)
     rows = data.transaction_rows(day, day)
     # windows are gathered batch by batch: a day's windows are never all in memory at once
     logits = bundle.logits_rows(data.matrix, data.starts, rows) if len(rows) else np.zeros(0)
@@ -141,16 +234,22 @@ def score_shard(
     *,
     bundle: ModelBundle | None = None,
     days: list[date] | None = None,
+    split: HistorySplit | None = None,
 ) -> dict[str, Any]:
     """Score one shard of ``day`` and write its logits to the shared location.
 
+    ``split``: the day's history already split by shard (one process scoring every shard);
+    without it the shard scans the validated history for its customers.
     Returns only the path and counts (what an Airflow XCom may carry).
     """
     check_shard(shard, n_shards)
     days = _days(settings, day, days)
     bundle = _pinned_bundle(settings, pinned, bundle)
     mine = [c for c in day_customers(settings, day) if shard_of(c, n_shards) == shard]
-    frame = shard_logits(settings, bundle, days, day, mine)
+    if split is not None and split.n_shards != n_shards:
+        raise UsageError(f"the history was split into {split.n_shards} shards, not {n_shards}")
+    frames = split.frames(shard) if split is not None else None
+    frame = shard_logits(settings, bundle, days, day, mine, frames)
     url = shard_url(settings, day, pinned, n_shards, shard)
     write_atomic(frame, url)
     log.info(

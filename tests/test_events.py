@@ -102,6 +102,47 @@ def test_recent_counts_ignore_later_ties() -> None:
     assert counts.tolist() == pytest.approx([1.0, 2.0, 3.0])
 
 
+def test_the_table_does_not_depend_on_the_order_rows_arrive_in() -> None:
+    rng = np.random.default_rng(7)
+    txs = [
+        tx(f"t{i:03d}", f"C{i % 7}", float(rng.integers(0, 300)), 1.0 + i, f"M{i % 4}", device_id=f"D{i % 3}")
+        for i in range(150)
+    ]
+    txs += [tx(f"s{i}", "C1", 42.0, 5.0) for i in range(4)]  # ties on time: event_id decides
+    logins = [
+        login(
+            f"l{i:03d}",
+            f"C{i % 5}",
+            float(rng.integers(0, 300)),
+            "login_failure" if i % 3 else "login_success",
+        )
+        for i in range(90)
+    ]
+    ref = table(txs, logins)
+    for seed in range(3):
+        order = np.random.default_rng(seed)
+        shuffled = table(
+            [txs[i] for i in order.permutation(len(txs))], [logins[i] for i in order.permutation(len(logins))]
+        )
+        assert shuffled.equals(ref)
+    keys = ref.select("customer_id", "event_time", "source", "event_id")
+    assert keys.equals(keys.sort(keys.columns))  # contract order
+    assert ref.filter(pl.col("customer_id") == "C1", pl.col("event_id").str.starts_with("s"))[
+        "event_id"
+    ].to_list() == [
+        "s0",
+        "s1",
+        "s2",
+        "s3",
+    ]
+    starts = customer_starts(ref)
+    cust = ref["customer_id"].to_numpy()
+    assert all(
+        cust[starts[i]] == cust[i] and (starts[i] == 0 or cust[starts[i] - 1] != cust[i])
+        for i in range(ref.height)
+    )
+
+
 def test_appending_future_events_changes_no_past_feature() -> None:
     base_tx = [tx(f"t{i}", "A" if i % 2 else "B", i * 7.0, 5.0 + i, f"M{i % 3}") for i in range(20)]
     base_lg = [

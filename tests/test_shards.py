@@ -161,3 +161,66 @@ def test_finalise_refuses_a_missing_shard_and_leaves_the_day(home_copy, small_zo
     assert out["n_transactions"] == scores.height == sum(o["n_transactions"] for o in [*outs, last])
     in_shard_2 = [shard_of(c, 4) == 2 for c in scores["customer_id"].to_list()]
     assert sum(in_shard_2) == last["n_transactions"]
+
+
+def test_split_history_gives_each_shard_exactly_its_customers_events(
+    validated_home, small_zone, monkeypatch
+) -> None:
+    from features.events import INPUT_COLUMNS
+    from pipeline.config import Settings
+    from pipeline.errors import UsageError
+    from pipeline.sequences import check_days, load_events
+    from pipeline.shards import day_customers, split_history
+    from pipeline.validate import read_validated
+
+    use_home(monkeypatch, validated_home, small_zone)
+    settings = Settings()
+    days = check_days(settings, [DAY], settings.history_range(DAY))
+    customers = day_customers(settings, DAY)
+    n = 3
+    with split_history(settings, days, DAY, n) as split:
+        folders = list(validated_home.glob(f"split-{DAY}-*"))
+        assert len(folders) == 1 and any(folders[0].rglob("*.parquet"))
+        for log in ("transactions", "logins"):
+            every = read_validated(settings, log, days).collect()
+            seen = 0
+            for k in range(n):
+                mine = [c for c in customers if shard_of(c, n) == k]
+                got = split.frames(k)[0 if log == "transactions" else 1].collect()
+                want = every.filter(pl.col("customer_id").is_in(pl.Series(mine).implode())).select(
+                    INPUT_COLUMNS[log]
+                )
+                assert got.columns == list(INPUT_COLUMNS[log])
+                assert got.sort("event_id").equals(want.sort("event_id"))
+                seen += got.height
+            # customers without a transaction on DAY are dropped, as the scan's filter drops them
+            assert seen == every.filter(pl.col("customer_id").is_in(pl.Series(customers).implode())).height
+            assert seen < every.height
+        mine = [c for c in customers if shard_of(c, n) == 1]
+        via_split = load_events(settings, days, frames=split.frames(1))
+        via_scan = load_events(settings, days, customers=mine)
+        assert via_split.events.equals(via_scan.events)
+        assert np.array_equal(via_split.matrix, via_scan.matrix)
+        with pytest.raises(UsageError):
+            split.frames(n)
+    assert not list(validated_home.glob(f"split-{DAY}-*"))  # removed on exit
+
+    with pytest.raises(RuntimeError, match="boom"), split_history(settings, days, DAY, n):
+        raise RuntimeError("boom")
+    assert not list(validated_home.glob(f"split-{DAY}-*"))  # and when scoring fails
+
+
+def test_score_shard_refuses_a_split_made_for_another_shard_count(home_copy, small_zone, monkeypatch) -> None:
+    from pipeline.config import Settings
+    from pipeline.errors import UsageError
+    from pipeline.registry import resolve_version, use_tracking
+    from pipeline.sequences import check_days
+    from pipeline.shards import score_shard, split_history
+
+    use_home(monkeypatch, home_copy, small_zone)
+    settings = Settings()
+    use_tracking(settings.tracking_uri)
+    pinned = resolve_version(None, settings.model_name)
+    days = check_days(settings, [DAY], settings.history_range(DAY))
+    with split_history(settings, days, DAY, 2) as split, pytest.raises(UsageError, match="split into 2"):
+        score_shard(settings, DAY, 0, 4, pinned, days=days, split=split)
