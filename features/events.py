@@ -173,7 +173,6 @@ class TrailingWindows:
         secs = df["event_time"].dt.epoch("s").to_numpy().astype(np.int64)
         secs = secs - (secs.min() if len(secs) else 0)
         self.key = cust_code * (1 << 34) + secs  # sorted, because df is in (customer, time) order
-        self.pos = np.arange(df.height)
         self._starts: dict[int, np.ndarray] = {}  # one search per span, shared by its sums
 
     def total(self, values: np.ndarray, seconds: int) -> np.ndarray:
@@ -181,8 +180,10 @@ class TrailingWindows:
         start = self._starts.get(seconds)
         if start is None:
             start = self._starts[seconds] = np.searchsorted(self.key, self.key - seconds, side="left")
-        cum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
-        return cum[self.pos + 1] - cum[start]
+        cum = np.empty(len(values) + 1, dtype=np.float64)
+        cum[0] = 0.0
+        np.cumsum(values, dtype=np.float64, out=cum[1:])
+        return cum[1:] - cum[start]  # rows (start, ..., this row]
 
 
 def add_recent_counts(df: pl.DataFrame) -> pl.DataFrame:
@@ -245,7 +246,8 @@ def feature_matrix(df: pl.DataFrame) -> np.ndarray:
     """The (M, F) float32 matrix of FEATURE_NAMES, in the frame's row order."""
     if df.height == 0:
         return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
-    return df.select(FEATURE_NAMES).to_numpy().astype(np.float32, copy=False)
+    # C order straight from Polars: its default (column-major) costs a transposing copy later
+    return df.select(FEATURE_NAMES).to_numpy(order="c").astype(np.float32, copy=False)
 
 
 def customer_starts(df: pl.DataFrame) -> np.ndarray:

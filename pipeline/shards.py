@@ -79,6 +79,7 @@ class HistorySplit:
 
     n_shards: int
     files: dict[tuple[str, int], list[Path]]  # (log, shard) -> one file per day that has rows
+    customers: dict[int, list[str]]  # shard -> its sorted customers with a transaction on the day
 
     def frames(self, shard: int) -> tuple[pl.LazyFrame, pl.LazyFrame]:
         """(transactions, logins) of the shard's customers, in place of the validated scan."""
@@ -110,10 +111,14 @@ def split_history(settings: Settings, days: list[date], day: date, n_shards: int
     from pipeline.validate import read_validated
 
     customers = day_customers(settings, day)
+    shards = [shard_of(c, n_shards) for c in customers]
     owner = pl.DataFrame(
-        {"customer_id": customers, SHARD_COLUMN: [shard_of(c, n_shards) for c in customers]},
+        {"customer_id": customers, SHARD_COLUMN: shards},
         schema={"customer_id": pl.String, SHARD_COLUMN: pl.UInt32},
     ).lazy()
+    by_shard: dict[int, list[str]] = {k: [] for k in range(n_shards)}
+    for c, k in zip(customers, shards, strict=True):
+        by_shard[k].append(c)  # sorted, as customers is
     settings.home_dir.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix=f"split-{day.isoformat()}-", dir=settings.home_dir) as tmp,
@@ -137,7 +142,7 @@ def split_history(settings: Settings, days: list[date], day: date, n_shards: int
                     files[(kind, k)].append(path)
         n_files = sum(len(v) for v in files.values())
         log.info("history of %s split into %d file(s) for %d shard(s)", day, n_files, n_shards)
-        yield HistorySplit(n_shards, dict(files))
+        yield HistorySplit(n_shards, dict(files), by_shard)
 
 
 def _write_split(frame: pl.DataFrame, path: Path) -> None:
@@ -245,9 +250,12 @@ def score_shard(
     check_shard(shard, n_shards)
     days = _days(settings, day, days)
     bundle = _pinned_bundle(settings, pinned, bundle)
-    mine = [c for c in day_customers(settings, day) if shard_of(c, n_shards) == shard]
     if split is not None and split.n_shards != n_shards:
         raise UsageError(f"the history was split into {split.n_shards} shards, not {n_shards}")
+    if split is not None:
+        mine = split.customers[shard]  # hashed once for every shard, by split_history
+    else:
+        mine = [c for c in day_customers(settings, day) if shard_of(c, n_shards) == shard]
     frames = split.frames(shard) if split is not None else None
     frame = shard_logits(settings, bundle, days, day, mine, frames)
     url = shard_url(settings, day, pinned, n_shards, shard)

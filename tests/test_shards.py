@@ -186,6 +186,7 @@ def test_split_history_gives_each_shard_exactly_its_customers_events(
             seen = 0
             for k in range(n):
                 mine = [c for c in customers if shard_of(c, n) == k]
+                assert split.customers[k] == mine
                 got = split.frames(k)[0 if log == "transactions" else 1].collect()
                 want = every.filter(pl.col("customer_id").is_in(pl.Series(mine).implode())).select(
                     INPUT_COLUMNS[log]
