@@ -4,8 +4,9 @@ A customer belongs to shard ``xxhash64(customer_id) % N``: stable across process
 machines and Python versions (never Python's salted ``hash()``), so every event of a
 customer lands in the same shard and features never see a cut sequence.
 
-``score_shard`` reads, from the validated history, only the events of the shard's
-customers that have a transaction on the scored day, builds their windows, and writes one
+``score_shard`` reads, from the validated history (or from ``split_history``'s files, when
+one process scores every shard), only the events of the shard's customers that have a
+transaction on the scored day, builds their windows, and writes one
 small Parquet file of raw logits to the shared location (an fsspec URL: a local folder,
 ``s3://``, ``gs://``, ``abfs://``). It touches no database, so shards run anywhere, in any
 order, and a retried shard simply overwrites its own file (temp file, then rename).
