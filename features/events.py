@@ -63,6 +63,7 @@ EVENT_COLUMNS = {
 TRANSACTION_INPUTS = tuple(c for c in TRANSACTIONS.columns if c != "card_id")
 LOGIN_INPUTS = tuple(c for c in LOGINS.columns if c != "user_agent")
 INPUT_COLUMNS = {"transactions": TRANSACTION_INPUTS, "logins": LOGIN_INPUTS}
+CONTRACT_ORDER = ("customer_id", "event_time", "source", "event_id")
 
 
 def interleave_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.LazyFrame:
@@ -103,7 +104,6 @@ def interleave_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.La
     return both.sort(list(CONTRACT_ORDER))
 
 
-CONTRACT_ORDER = ("customer_id", "event_time", "source", "event_id")
 _RUN = "_customer_run"  # a helper column, dropped before anything leaves this module
 
 
@@ -256,8 +256,7 @@ def customer_starts(df: pl.DataFrame) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     cust = df["customer_id"]
-    is_start = (
-        (cust != cust.shift(1)).fill_null(True).to_numpy()
-    )  # string compare in Polars, not Python objects
+    # compared in Polars: the strings never become Python objects
+    is_start = (cust != cust.shift(1)).fill_null(True).to_numpy()
     starts = np.flatnonzero(is_start)
     return starts[np.cumsum(is_start) - 1]

@@ -71,7 +71,6 @@ def day_customers(settings: Settings, day: date) -> list[str]:
 
 
 SHARD_COLUMN = "_shard"
-LOGS = ("transactions", "logins")
 
 
 @dataclass
@@ -84,16 +83,18 @@ class HistorySplit:
 
     def frames(self, shard: int) -> tuple[pl.LazyFrame, pl.LazyFrame]:
         """(transactions, logins) of the shard's customers, in place of the validated scan."""
+        from features.events import INPUT_COLUMNS
         from pipeline.validate import validated_schema
 
         check_shard(shard, self.n_shards)
-        from features.events import INPUT_COLUMNS
-
         out = []
-        for kind in LOGS:
+        for kind, columns in INPUT_COLUMNS.items():  # transactions, then logins
             paths = self.files.get((kind, shard), [])
-            empty = pl.LazyFrame(schema=validated_schema(kind)).select(INPUT_COLUMNS[kind])
-            out.append(pl.scan_parquet(paths) if paths else empty)
+            out.append(
+                pl.scan_parquet(paths)
+                if paths
+                else pl.LazyFrame(schema=validated_schema(kind)).select(columns)
+            )
         return out[0], out[1]
 
 
@@ -126,18 +127,16 @@ def split_history(settings: Settings, days: list[date], day: date, n_shards: int
         ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as writers,
     ):
         files: dict[tuple[str, int], list[Path]] = defaultdict(list)
-        for kind in LOGS:
+        for kind, columns in INPUT_COLUMNS.items():
             for d in days:
-                scan = read_validated(settings, kind, [d]).select(INPUT_COLUMNS[kind])
+                scan = read_validated(settings, kind, [d]).select(columns)
                 frame = scan.join(owner, on="customer_id", how="inner").collect()
                 parts = {
                     int(key[0]): part.drop(SHARD_COLUMN)  # type: ignore[call-overload]
                     for key, part in frame.partition_by(SHARD_COLUMN, as_dict=True).items()
                 }
                 paths = {k: Path(tmp) / kind / f"shard={k}" / f"date={d.isoformat()}.parquet" for k in parts}
-                for path in paths.values():
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                # one small file per shard: each write is single-threaded, so two run at once
+                # one small file per shard: each write is single-threaded, so several run at once
                 list(writers.map(_write_split, parts.values(), [paths[k] for k in parts]))
                 for k, path in paths.items():
                     files[(kind, k)].append(path)
@@ -147,6 +146,7 @@ def split_history(settings: Settings, days: list[date], day: date, n_shards: int
 
 
 def _write_split(frame: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(path, compression="lz4", statistics=False)
 
 
@@ -251,13 +251,14 @@ def score_shard(
     check_shard(shard, n_shards)
     days = _days(settings, day, days)
     bundle = _pinned_bundle(settings, pinned, bundle)
-    if split is not None and split.n_shards != n_shards:
-        raise UsageError(f"the history was split into {split.n_shards} shards, not {n_shards}")
-    if split is not None:
-        mine = split.customers[shard]  # hashed once for every shard, by split_history
-    else:
+    frames = None
+    if split is None:
         mine = [c for c in day_customers(settings, day) if shard_of(c, n_shards) == shard]
-    frames = split.frames(shard) if split is not None else None
+    elif split.n_shards != n_shards:
+        raise UsageError(f"the history was split into {split.n_shards} shards, not {n_shards}")
+    else:
+        mine = split.customers[shard]  # hashed once for every shard, by split_history
+        frames = split.frames(shard)
     frame = shard_logits(settings, bundle, days, day, mine, frames)
     url = shard_url(settings, day, pinned, n_shards, shard)
     write_atomic(frame, url)
