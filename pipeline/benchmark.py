@@ -589,6 +589,8 @@ TUNE_GRID: dict[str, list[Any]] = {
     "encoding.max_bins": [0, 4, 8],
 }
 GBT_GRID: dict[str, list[Any]] = {"num_leaves": [15, 31, 63], "min_child_samples": [5, 20]}
+# then, at the chosen window and bins: the decay of the weight average kept by training (None: off)
+EMA_GRID: list[float | None] = [None, 0.98, 0.99, 0.995]
 
 
 def _set(config: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -649,7 +651,8 @@ def mean_ap(
 
 
 def tune_config(prep: Prepared, config: dict[str, Any], progress: bool) -> dict[str, Any]:
-    """Grid search on the validation folds only: gbt leaves, then the BiLSTM window and encoding bins."""
+    """Grid search on the validation folds only: gbt leaves, then the BiLSTM window and encoding bins,
+    then the decay of its weight average (``fit.ema``), then the blend weight."""
     val = hb.handbook_folds("validation")
     best = (-1.0, config)
     for values in itertools.product(*GBT_GRID.values()):
@@ -668,7 +671,16 @@ def tune_config(prep: Prepared, config: dict[str, Any], progress: bool) -> dict[
         ap = mean_ap("bilstm", with_window(prep, cand["window"]), val, cand, 0, progress)
         _log(f"tune bilstm {dict(zip(TUNE_GRID, values, strict=True))}: AP {ap:.4f}")
         best = max(best, (ap, cand), key=lambda t: t[0])
-    return tune_blend(with_window(prep, best[1]["window"]), best[1], progress)
+    windowed = with_window(prep, best[1]["window"])
+    measured = best[1]["fit"].get("ema")  # the grid above already ran with this decay
+    for decay in EMA_GRID:
+        if decay == measured:
+            continue
+        cand = _set(best[1], "fit.ema", decay)
+        ap = mean_ap("bilstm", windowed, val, cand, 0, progress)
+        _log(f"tune bilstm {{'fit.ema': {decay}}}: AP {ap:.4f}")
+        best = max(best, (ap, cand), key=lambda t: t[0])
+    return tune_blend(windowed, best[1], progress)
 
 
 BLEND_GRID = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]

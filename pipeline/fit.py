@@ -45,6 +45,7 @@ class FitConfig:
     grad_clip: float = 1.0  # max gradient norm; <= 0 turns clipping off
     neg_per_pos: float | None = None  # None: every window; else all frauds + this many genuine per fraud
     amp: bool = False  # training in bf16 autocast on CUDA; ignored on CPU (scoring: FRAUDSEQ_SCORE_AMP)
+    ema: float | None = None  # None: plain weights; else validate and keep an EMA of them with this decay
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -55,6 +56,8 @@ class FitConfig:
             raise ValueError(f"pos_weight must be > 0, got {self.pos_weight}")
         if self.neg_per_pos is not None and self.neg_per_pos <= 0:
             raise ValueError(f"neg_per_pos must be > 0, got {self.neg_per_pos}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise ValueError(f"ema must be in (0, 1), got {self.ema}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -392,8 +395,11 @@ def train_epoch(
     device: torch.device,
     advance: Callable[[], None],
     replicas: Replicas | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> float:
     """One pass over ``batches``; returns the mean training loss per window.
+
+    ``after_step`` runs after every optimiser step (the weight average's update).
 
     With ``replicas`` each global batch is split across the ranks and each rank's loss is scaled
     by its share, so DDP's gradient average equals the gradient of the whole batch.
@@ -415,10 +421,21 @@ def train_epoch(
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimiser.step()
+        if after_step is not None:
+            after_step()
         total += float(loss.detach()) * len(idx)
         count += len(idx)
         advance()
     return total / max(count, 1) if replicas is None else replicas.mean(total, count)
+
+
+def weight_average(model: torch.nn.Module, decay: float | None) -> Any:
+    """An ``AveragedModel`` holding the EMA of ``model``'s weights (and buffers), or None."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def validation_loss(loss_fn: LossFn, logits: np.ndarray, y: np.ndarray) -> float:
@@ -444,7 +461,10 @@ def fit_sequence_model(
 ) -> FitResult:
     """Train with AdamW and keep the weights of the epoch with the best validation AP.
 
-    Deterministic on CPU for a ``seed``: torch is seeded once before the weights are drawn, and
+    With ``fit_cfg.ema`` an exponential moving average of the weights (updated after every step,
+    ``torch.optim.swa_utils``) is what each epoch validates and what the best epoch keeps: it
+    smooths the last steps' noise, as an ensemble of nearby weights would, at no extra forward
+    pass in training. Deterministic on CPU for a ``seed``: torch is seeded once before the weights are drawn, and
     every shuffle comes from one ``numpy`` Generator. If the validation windows hold a single
     class, AP is undefined and the epoch with the lowest validation loss is kept instead.
     With ``replicas`` (one rank of a torchrun job, see ``pipeline.ddp``) the model trains under
@@ -463,6 +483,8 @@ def fit_sequence_model(
     with deterministic(seed), progress_bar(progress) as bar:
         model = build_model(model_cfg).to(device)
         net = replicas.wrap(model) if replicas is not None else model
+        averaged = weight_average(model, fit_cfg.ema)
+        kept = averaged.module if averaged is not None else model  # what is validated and kept
         optimiser = torch.optim.AdamW(model.parameters(), lr=fit_cfg.lr, weight_decay=fit_cfg.weight_decay)
         n_pos = int(y_tr.sum())
         n_neg = len(y_tr) - n_pos
@@ -491,14 +513,15 @@ def fit_sequence_model(
                     fit_cfg,
                     device,
                     lambda: bar.advance(task),
-                    replicas,
+                    replicas=replicas,
+                    after_step=(lambda: averaged.update_parameters(model)) if averaged is not None else None,
                 )
             seconds = time.perf_counter() - started
             seen, train_seconds = seen + len(sample), train_seconds + seconds
 
             predict = replicas.predict_logits if replicas is not None else predict_logits
             val_logits = predict(
-                model, X_val, len_val, device=device, amp=fit_cfg.amp and device.type == "cuda"
+                kept, X_val, len_val, device=device, amp=fit_cfg.amp and device.type == "cuda"
             )
             row = {
                 "epoch": epoch,
@@ -515,7 +538,7 @@ def fit_sequence_model(
             if replicas is not None:
                 improved = replicas.agree(improved)  # rank 0 decides, so no rank stops alone
             if improved or best is None:
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
                 best = (score, epoch, state, val_logits)
             elif epoch - best[1] >= fit_cfg.patience:
                 break

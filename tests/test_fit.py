@@ -149,6 +149,44 @@ def test_default_pos_weight_and_config_checks() -> None:
         FitConfig(loss="hinge")
 
 
+def test_ema_keeps_the_moving_average_of_the_weights_it_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``ema`` the kept weights are the step-by-step EMA of the trained weights (checked against
+    the average recomputed by hand), the same training trajectory runs as without it, and the
+    stored validation logits are those of the kept weights."""
+    import pipeline.fit
+
+    decay = 0.8
+    raw: list[dict[str, torch.Tensor]] = []  # the trained weights after every optimiser step
+    real_epoch = pipeline.fit.train_epoch
+
+    def spy(model, *args, after_step=None, **kwargs):  # type: ignore[no-untyped-def]
+        def record() -> None:
+            raw.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            if after_step is not None:
+                after_step()
+
+        return real_epoch(model, *args, after_step=record, **kwargs)
+
+    monkeypatch.setattr(pipeline.fit, "train_epoch", spy)
+    averaged, va = fit(epochs=1, ema=decay)
+    steps, raw = raw, []
+    plain, _ = fit(epochs=1)
+    assert len(raw) == len(steps) > 3
+    assert all(torch.equal(raw[-1][k], steps[-1][k]) for k in raw[-1])  # the EMA does not steer training
+
+    expected = {k: v.clone() for k, v in steps[0].items()}  # the average starts at the first step's weights
+    for state in steps[1:]:
+        for k in expected:
+            expected[k] = decay * expected[k] + (1 - decay) * state[k]
+    kept = averaged.model.state_dict()
+    for k in kept:
+        torch.testing.assert_close(kept[k], expected[k])
+    assert not all(torch.equal(kept[k], plain.model.state_dict()[k]) for k in kept)
+    np.testing.assert_allclose(averaged.val_logits, predict_logits(averaged.model, va[0], va[1]), rtol=1e-5)
+    with pytest.raises(ValueError, match="ema"):
+        FitConfig(ema=1.0)
+
+
 @pytest.mark.parametrize(("n_features", "embed", "aten"), [(3, 0, False), (40, 0, True), (40, 4, False)])
 def test_wide_inputs_train_on_aten_kernels_and_the_flag_is_restored(
     monkeypatch: pytest.MonkeyPatch, n_features: int, embed: int, aten: bool

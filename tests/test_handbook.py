@@ -420,6 +420,7 @@ def test_tune_searches_the_validation_folds_only_and_holds_one_fold_at_a_time(tm
     monkeypatch.setattr(B, "GBT_GRID", {"num_leaves": [15, 31]})
     monkeypatch.setattr(B, "TUNE_GRID", {"window": [4, 8]})
     monkeypatch.setattr(B, "BLEND_GRID", [0.5])
+    monkeypatch.setattr(B, "EMA_GRID", [None, 0.9])  # None is the config's own: measured once
     made: list[tuple[str, weakref.ref]] = []  # type: ignore[type-arg]
     real_fold_data, real_score = B.fold_data, B.score_model
 
@@ -439,8 +440,9 @@ def test_tune_searches_the_validation_folds_only_and_holds_one_fold_at_a_time(tm
     monkeypatch.setattr(B, "score_model", score_model)
     tuned = B.tune_config(prep, config, progress=False)
     assert tuned["window"] in (4, 8) and tuned["gbt"]["num_leaves"] in (15, 31)
+    assert tuned["fit"].get("ema") in (None, 0.9)
     assert {name for name, _ in made} == {f.name for f in hb.handbook_folds("validation")}
-    assert len(live) == 4 * (2 + 2 + 2)  # gbt grid, bilstm grid, blend (gbt + bilstm)
+    assert len(live) == 4 * (2 + 2 + 1 + 2)  # gbt grid, bilstm grid, the other decay, blend (gbt + bilstm)
     assert max(live) == 1  # a fold's windows are dropped before the next fold is built
 
 
