@@ -502,7 +502,10 @@ NOTES = [
     " scores of the same seed, with w (`blend.bilstm_weight`) chosen by `--tune` on the validation folds.",
     "- Hyper-parameters come from `docs/benchmarks/handbook-config.json`; `--tune` rebuilds it with a small"
     " grid search on the 4 validation folds (training starts 2018-07-11, 07-04, 06-27, 06-20): gbt leaves"
-    " and leaf size, then the BiLSTM's window and encoding bins, then the blend weight.",
+    " and leaf size, then the BiLSTM's window and encoding bins, then the decay of its weight average,"
+    " then the blend weight.",
+    "- With `fit.ema` set, training keeps an exponential moving average of the weights (updated after every"
+    " step); each epoch is validated, and the best one kept, with the averaged weights.",
 ]
 
 
