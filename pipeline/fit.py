@@ -464,7 +464,9 @@ def fit_sequence_model(
     With ``fit_cfg.ema`` an exponential moving average of the weights (updated after every step,
     ``torch.optim.swa_utils``) is what each epoch validates and what the best epoch keeps: it
     smooths the last steps' noise, as an ensemble of nearby weights would, at no extra forward
-    pass in training. Deterministic on CPU for a ``seed``: torch is seeded once before the weights are drawn, and
+    pass in training.
+
+    Deterministic on CPU for a ``seed``: torch is seeded once before the weights are drawn, and
     every shuffle comes from one ``numpy`` Generator. If the validation windows hold a single
     class, AP is undefined and the epoch with the lowest validation loss is kept instead.
     With ``replicas`` (one rank of a torchrun job, see ``pipeline.ddp``) the model trains under
