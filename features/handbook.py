@@ -47,6 +47,7 @@ TERMINAL_FEATURES = tuple(
     + [f"t_n_known_{w}d" for w in WINDOWS_DAYS]
     + [f"t_risk_{w}d" for w in WINDOWS_DAYS]
     + ["t_last_fraud_age", "t_first_fraud_age"]
+    + ["t_last_genuine_age", "t_n_fraud_streak", "t_risk_since_first_fraud"]
 )
 EVENT_FEATURES = ("log_amount", "is_night", "is_weekend", "hour_sin", "hour_cos")
 FEATURES = EVENT_FEATURES + CUSTOMER_FEATURES + TERMINAL_FEATURES
@@ -216,6 +217,79 @@ def terminal_fraud_ages(
     return df.join(ages, on="tx_id", how="left", maintain_order="left")
 
 
+def terminal_label_streaks(
+    df: pl.DataFrame, delay_days: int = LABEL_DELAY_DAYS, horizon_days: int = 30
+) -> pl.DataFrame:
+    """The terminal's latest *known* outcomes, in the order they happened.
+
+    Known, as in ``terminal_fraud_ages``, means in (t - delay - horizon, t - delay]. Fixed-window
+    fraud counts and rates cannot tell a merchant whose fraud was followed by genuine sales from
+    one whose sales have been fraudulent ever since its first known fraud (a compromise still
+    running). These can:
+
+    - ``t_last_genuine_age``: days since the latest known genuine transaction
+      (``delay + horizon + 1`` when none is known in the window);
+    - ``t_n_fraud_streak``: known frauds after it (all the window's known frauds when none);
+    - ``t_risk_since_first_fraud``: the fraud share of the known transactions from the earliest
+      known fraud on (0 when no fraud is known).
+    """
+    delay, horizon = timedelta(days=delay_days), timedelta(days=horizon_days)
+    none = float(delay_days + horizon_days + 1)
+    key = "terminal_id"
+    # per terminal and timestamp (ties at one time count whole): running frauds and transactions
+    # through that time, and the frauds and transactions at it
+    running = (
+        df.group_by(key, "ts")
+        .agg(pl.col("is_fraud").sum().alias("f_at"), pl.len().alias("n_at"))
+        .sort([key, "ts"])
+        .with_columns(
+            pl.col("f_at").cum_sum().over(key).alias("f"), pl.col("n_at").cum_sum().over(key).alias("n")
+        )
+        .sort("ts")
+    )
+
+    def at(tag: str, rows: pl.DataFrame) -> pl.DataFrame:
+        return rows.select(key, *[pl.col(c).alias(f"{tag}_{c}") for c in ("ts", "f", "n", "n_at")])
+
+    def asof(
+        left: pl.DataFrame, right: pl.DataFrame, on: str, tag: str, forward: bool = False
+    ) -> pl.DataFrame:
+        return left.sort(on).join_asof(
+            right, left_on=on, right_on=f"{tag}_ts", by=key, check_sortedness=False,
+            strategy="forward" if forward else "backward", allow_exact_matches=not forward,
+        )  # fmt: skip
+
+    probe = df.select("tx_id", key, "ts").with_columns(
+        (pl.col("ts") - delay).alias("until"), (pl.col("ts") - delay - horizon).alias("since")
+    )
+    probe = asof(probe, at("u", running), "until", "u")  # everything known by t - delay
+    genuine, fraud = running.filter(pl.col("n_at") > pl.col("f_at")), running.filter(pl.col("f_at") > 0)
+    probe = asof(probe, at("g", genuine), "until", "g")  # the latest genuine known by then
+    probe = asof(probe, at("s", running), "since", "s")  # everything before the window
+    probe = asof(probe, at("ff", fraud), "since", "ff", forward=True)  # the first fraud after its start
+
+    def z(c: str) -> pl.Expr:
+        return pl.col(c).fill_null(0)
+
+    def in_window(c: str) -> pl.Expr:  # a timestamp inside (since, until]
+        return pl.col(c).is_not_null() & (pl.col(c) > pl.col("since")) & (pl.col(c) <= pl.col("until"))
+
+    streaks = probe.select(
+        "tx_id",
+        pl.when(in_window("g_ts"))
+        .then((pl.col("ts") - pl.col("g_ts")).dt.total_seconds() / 86400.0)
+        .otherwise(none)
+        .alias("t_last_genuine_age"),
+        # frauds known by t - delay, minus those before the later of the window start and the latest genuine
+        (z("u_f") - pl.max_horizontal(z("g_f"), z("s_f"))).alias("t_n_fraud_streak"),
+        pl.when(in_window("ff_ts"))
+        .then((z("u_f") - z("s_f")) / (z("u_n") - (pl.col("ff_n") - pl.col("ff_n_at"))))
+        .otherwise(0.0)
+        .alias("t_risk_since_first_fraud"),
+    )
+    return df.join(streaks, on="tx_id", how="left", maintain_order="left")
+
+
 def event_features(df: pl.DataFrame) -> pl.DataFrame:
     """Features of the transaction alone: log amount, night and weekend flags, hour of day."""
     hour = pl.col("ts").dt.hour().cast(pl.Float64) + pl.col("ts").dt.minute().cast(pl.Float64) / 60.0
@@ -232,7 +306,7 @@ def build_features(df: pl.DataFrame, delay_days: int = LABEL_DELAY_DAYS) -> pl.D
     """All per-event features of ``FEATURES``, computed once over the whole (sorted) frame."""
     df = df.sort(["ts", "tx_id"])
     out = terminal_features(customer_features(event_features(df), delay_days), delay_days)
-    out = terminal_fraud_ages(out, delay_days)
+    out = terminal_label_streaks(terminal_fraud_ages(out, delay_days), delay_days)
     count_cols = [c for c in FEATURES if "_n_" in c]
     return out.with_columns(
         *[pl.col(c).cast(pl.Float64).log1p() for c in count_cols],

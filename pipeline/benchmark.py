@@ -482,7 +482,9 @@ NOTES = [
     " previous transaction, amount ratios to the 30-day mean and to the mean of the 30 days ending 7"
     " days ago; terminal counts over 1/7/30 days, and over the same windows shifted back by the 7-day"
     " label delay the known transactions, their fraud rate, and the age of the terminal's latest and"
-    " earliest known fraud. A label is used only once its transaction is >= 7 days old.",
+    " earliest known fraud; the terminal's latest known outcomes in order: the age of its latest known"
+    " genuine transaction, the known frauds after it, and the fraud share of its known transactions"
+    " since its earliest known fraud. A label is used only once its transaction is >= 7 days old.",
     "- Sequence models read the customer's last `window` transactions (left-padded), each described by"
     " those per-event features; `gbt` and `logreg` read the same features of the scored transaction.",
     f"- `{NO_HISTORY}` is the ablation of the customer's history: the BiLSTM's features, encoding, network"

@@ -144,10 +144,46 @@ def test_terminal_fraud_rate_never_uses_a_label_younger_than_seven_days() -> Non
     assert risk30[4] == 0.0 and feats["t_first_fraud_age"][4] == 38.0
 
 
+def test_terminal_label_streaks_read_the_known_outcomes_in_order() -> None:
+    rows = [
+        (10.0, 1, 5, 10.0, 1),  # fraud
+        (11.0, 2, 5, 10.0, 0),  # genuine
+        (12.0, 3, 5, 10.0, 1),  # fraud
+        (12.5, 4, 5, 10.0, 1),  # fraud
+        (17.5, 10, 5, 10.0, 0),  # knows up to 10.5: the first fraud only, no genuine yet
+        (18.2, 11, 5, 10.0, 0),  # knows up to 11.2: fraud then genuine
+        (19.0, 12, 5, 10.0, 0),  # knows up to exactly 12.0: that fraud counts
+        (19.5 - 1e-4, 13, 5, 10.0, 0),  # just under 7 days after the fraud at 12.5: not yet known
+        (20.0, 14, 5, 10.0, 0),  # knows both frauds after the genuine
+        (48.5, 15, 5, 10.0, 0),  # the genuine probes above are known by now: the streak is over
+        (20.0, 16, 6, 10.0, 0),  # another terminal: nothing known
+        (1.0, 17, 7, 10.0, 1),  # a lone fraud at terminal 7
+        (30.0, 18, 7, 10.0, 1),  # knows the lone fraud, inside the 30-day known window; a fraud itself
+        (38.5, 19, 7, 10.0, 0),  # knows only the fraud at 30: the one at 1.0 left the window
+    ]
+    f = hb.build_features(frame(rows)).sort("customer_id")
+    age = dict(zip(f["customer_id"].to_list(), f["t_last_genuine_age"].to_list(), strict=True))
+    streak = dict(
+        zip(f["customer_id"].to_list(), np.expm1(f["t_n_fraud_streak"].to_numpy()).round(), strict=True)
+    )
+    assert age[10] == 38.0 and streak[10] == 1
+    assert age[11] == pytest.approx(7.2) and streak[11] == 0
+    assert age[12] == pytest.approx(8.0) and streak[12] == 1
+    assert age[13] == pytest.approx(8.5 - 1e-4) and streak[13] == 1
+    assert age[14] == pytest.approx(9.0) and streak[14] == 2
+    assert age[15] == pytest.approx(28.5) and streak[15] == 0
+    assert age[16] == 38.0 and streak[16] == 0
+    assert age[18] == 38.0 and streak[18] == 1
+    assert age[19] == 38.0 and streak[19] == 1
+    since_first = dict(zip(f["customer_id"].to_list(), f["t_risk_since_first_fraud"].to_list(), strict=True))
+    expected = {10: 1.0, 11: 1 / 2, 12: 2 / 3, 13: 2 / 3, 14: 3 / 4, 15: 2 / 7, 16: 0.0, 18: 1.0, 19: 1.0}
+    assert {c: since_first[c] for c in expected} == pytest.approx(expected)
+
+
 def test_label_dependent_features_ignore_labels_younger_than_seven_days() -> None:
     df = random_frame(seed=1)
     base = hb.build_features(df).sort("tx_id")
-    label_cols = [c for c in hb.FEATURES if "risk" in c or "fraud" in c]
+    label_cols = [c for c in hb.FEATURES if "risk" in c or "fraud" in c or "genuine" in c]
     cut = 60.0  # flip every label after day 60: rows before day 67 must not move
     flipped = df.with_columns(
         pl.when(pl.col("ts") > T0 + timedelta(days=cut))
