@@ -260,8 +260,8 @@ def training(spec: Spec) -> dict[str, Any]:
     """Windows/s of each training epoch of the production architecture vs inference on the same windows."""
     from features.windows import Normaliser, gather_windows
     from pipeline.fit import FitConfig, fit_sequence_model, pick_device, predict_logits
-    from pipeline.model import SequenceModelConfig
     from pipeline.sequences import load_events
+    from pipeline.train import TrainOptions
 
     home = Path(spec["zone"]) / "home"
     settings = setup.settings_for(home)
@@ -274,7 +274,7 @@ def training(spec: Spec) -> dict[str, Any]:
     x, lengths = gather_windows(scaled, data.starts, rows, settings.window)
     y = (rng.random(len(rows)) < 0.05).astype(np.int64)  # labels do not change the cost of an epoch
     n_val = max(len(rows) // 10, 2)
-    cfg = SequenceModelConfig(n_features=x.shape[2])
+    cfg = TrainOptions().model_config(x.shape[2])
     device = pick_device()
     fit = fit_sequence_model(
         x[n_val:],
@@ -344,9 +344,10 @@ def production_model_inputs(n: int, window: int) -> tuple[Any, Any, np.ndarray, 
     import torch
 
     from features.events import FEATURE_NAMES
-    from pipeline.model import SequenceModelConfig, build_model
+    from pipeline.model import build_model
+    from pipeline.train import TrainOptions
 
-    cfg = SequenceModelConfig(n_features=len(FEATURE_NAMES))
+    cfg = TrainOptions().model_config(len(FEATURE_NAMES))
     torch.manual_seed(0)
     net = build_model(cfg).eval()
     x = np.random.default_rng(0).standard_normal((n, window, cfg.n_features)).astype(np.float32)
@@ -450,7 +451,7 @@ def bf16_accuracy(spec: Spec) -> dict[str, Any]:
     from pipeline.fit import FitConfig, fit_sequence_model, predict_logits_from
     from pipeline.generate import generate_frames
     from pipeline.metrics import average_precision
-    from pipeline.model import SequenceModelConfig
+    from pipeline.train import TrainOptions
 
     days, context = spec["acc_days"], spec["acc_context_days"]
     first = setup.START + timedelta(days=context)
@@ -468,7 +469,7 @@ def bf16_accuracy(spec: Spec) -> dict[str, Any]:
     torch.manual_seed(0)
     fitted = fit_sequence_model(
         x_tr[:cut], len_tr[:cut], y_tr[:cut], x_tr[cut:], len_tr[cut:], y_tr[cut:],
-        SequenceModelConfig(n_features=m_tr.shape[1]),
+        TrainOptions().model_config(m_tr.shape[1]),
         FitConfig(epochs=spec["acc_epochs"], neg_per_pos=20.0),
         seed=0, device=cpu, progress=False,
     )  # fmt: skip

@@ -183,7 +183,10 @@ def test_quick_bench_runs_and_writes_the_report(tmp_path: Path) -> None:
     assert results[1]["details"]["identical_to_reference"] is True
     readme = doc.split("## For the README")[1].split("\n## ")[0]
     assert "window building" in readme and ("**met**" in readme or "**not met**" in readme)
-    assert results[2]["details"]["model"]["hidden"] == 64
+    from pipeline.train import TrainOptions
+
+    assert results[2]["details"]["model"]["hidden"] == TrainOptions().hidden  # the production model
+    assert results[2]["details"]["model"]["layers"] == TrainOptions().layers
 
 
 def test_scale_disk_counts_hard_links_once_and_the_table_has_a_line_per_size(tmp_path: Path) -> None:
