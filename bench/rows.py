@@ -552,11 +552,9 @@ def model_bf16(spec: Spec) -> dict[str, Any]:
 
 
 def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from pipeline.fit import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
 
 
 # ---------------------------------------------------------------- end-to-end scoring
@@ -607,6 +605,7 @@ def _profile_parts(fn: Callable[[], Any]) -> dict[str, float]:
 
 
 def _score_runs(spec: Spec, backend: str) -> dict[str, Any]:
+    from pipeline.fit import score_amp
     from pipeline.registry import load_bundle, resolve_version, use_tracking
     from pipeline.score import score_day
 
@@ -655,6 +654,7 @@ def _score_runs(spec: Spec, backend: str) -> dict[str, Any]:
         transactions=n_tx,
         history_events=len(data.matrix),
         alerts=settings0.alert_budget,
+        scored_in_bf16=score_amp(),
         profile_seconds=parts,
     )
 
@@ -682,6 +682,7 @@ def daily(spec: Spec) -> dict[str, Any]:
     """
     import polars as pl
 
+    from pipeline.fit import score_amp
     from pipeline.registry import resolve_version, use_tracking
     from pipeline.score import score_day
     from pipeline.validate import validate_day
@@ -723,7 +724,8 @@ def daily(spec: Spec) -> dict[str, Any]:
         logins=lg,
         history_days=spec["zone_days"] - 1,
         shards=settings.shards,
-        score_amp=os.environ.get("FRAUDSEQ_SCORE_AMP", "0"),
+        score_amp=os.environ.get("FRAUDSEQ_SCORE_AMP", "auto"),
+        scored_in_bf16=score_amp(),
     )
 
 

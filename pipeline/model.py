@@ -172,28 +172,35 @@ class SequenceClassifier(nn.Module):
         pooled = self.pool(f_r, b_v, lay)  # (B, 3D)
         if self.cfg.skip:  # the scored transaction sits at position T - 1 of the left-padded input
             pooled = torch.cat([pooled, x[:, -1]], dim=-1)  # (B, 3D + F)
-        return self.head(pooled).squeeze(-1)  # (B,)
+        # The head runs in fp32 even under bf16 autocast: it costs almost nothing, and in bf16 every
+        # logit would be rounded to 8 significant bits, which ties many scores of a day.
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            return self.head(pooled.float()).squeeze(-1)  # (B,)
 
     @staticmethod
     def pool(f_r: torch.Tensor, b_v: torch.Tensor | None, lay: Layouts) -> torch.Tensor:
         """[state at the scored transaction, masked mean, masked max] of the top layer.
 
         Mean and max ignore the order of events, so each direction is pooled in its own layout.
+        The result is fp32 whatever the recurrence ran in, and sums accumulate in fp32: rounded
+        in bf16 (under autocast) the plain and the masked sums below would differ, and a window's
+        score would depend on whether its batch held a longer window. A max is exact anyway.
         """
+        f32 = torch.float32
         batch = torch.arange(f_r.shape[1], device=f_r.device)  # (B,)
-        last = [f_r[lay.lengths - 1, batch]]  # (B, H) forward state after the whole window
+        last = [f_r[lay.lengths - 1, batch].to(f32)]  # (B, H) forward state after the whole window
         states = [f_r]
         if b_v is not None:
-            last.append(b_v[0])  # (B, H) backward state that has read only the transaction
+            last.append(b_v[0].to(f32))  # (B, H) backward state that has read only the transaction
             states.append(b_v)
         if lay.full:  # no padding anywhere (most scoring batches): plain reductions, no masked copies
-            means = [h.mean(dim=0) for h in states]  # (B, H) each
-            peaks = [h.amax(dim=0) for h in states]  # (B, H) each
+            means = [h.sum(dim=0, dtype=f32) / h.shape[0] for h in states]  # (B, H) each
+            peaks = [h.amax(dim=0).to(f32) for h in states]  # (B, H) each
             return torch.cat([*last, *means, *peaks], dim=-1)  # (B, 3D)
         mask = lay.mask[:, :, None]  # (T, B, 1)
-        count = lay.lengths[:, None].to(f_r.dtype)  # (B, 1)
-        means = [torch.where(mask, h, 0.0).sum(dim=0) / count for h in states]  # (B, H) each
-        peaks = [torch.where(mask, h, torch.finfo(h.dtype).min).amax(dim=0) for h in states]  # (B, H) each
+        count = lay.lengths[:, None].to(f32)  # (B, 1)
+        means = [torch.where(mask, h, 0.0).sum(dim=0, dtype=f32) / count for h in states]  # (B, H) each
+        peaks = [torch.where(mask, h, torch.finfo(h.dtype).min).amax(dim=0).to(f32) for h in states]
         return torch.cat([*last, *means, *peaks], dim=-1)  # (B, 3D)
 
 

@@ -50,13 +50,20 @@ class ModelBundle:
     window: int
     drift_reference: dict[str, Any] | None = None  # pipeline.drift bins fixed at training
 
-    def logits(self, windows: np.ndarray, lengths: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    def logits(
+        self,
+        windows: np.ndarray,
+        lengths: np.ndarray,
+        batch_size: int | None = None,
+        amp: bool | None = None,
+    ) -> np.ndarray:
         """Raw logits for windows of raw (un-normalised) features.
 
         Batches hold ``score_batch(device)`` windows unless ``batch_size`` is given. Each length
         bucket is cut, copied and scaled on its own (``predict_logits``'s ``transform``), so no
         second (N, W, F) array is made; on a GPU (``pipeline.fit.pick_device``) the forward pass
-        runs there, in bf16 autocast only when ``FRAUDSEQ_SCORE_AMP=1``.
+        runs there. ``amp`` None follows ``FRAUDSEQ_SCORE_AMP`` (``pipeline.fit.score_amp``);
+        False is plain fp32, which is how models are compared (the gate).
         """
         from pipeline.fit import pick_device, predict_logits, score_amp
 
@@ -66,7 +73,13 @@ class ModelBundle:
         device = pick_device()
         batch_size = batch_size or score_batch(device)
         return predict_logits(
-            self.net, windows, lengths, batch_size=batch_size, device=device, amp=score_amp(), transform=scale
+            self.net,
+            windows,
+            lengths,
+            batch_size=batch_size,
+            device=device,
+            amp=score_amp(device) if amp is None else amp,
+            transform=scale,
         )
 
     def predict_rows(
@@ -99,7 +112,13 @@ class ModelBundle:
 
         device = pick_device()
         return predict_logits_from(
-            self.net, batch, lengths, batch_size or score_batch(device), device, score_amp(), transform=scale
+            self.net,
+            batch,
+            lengths,
+            batch_size or score_batch(device),
+            device,
+            score_amp(device),
+            transform=scale,
         )
 
     def normalise_windows(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -110,8 +129,8 @@ class ModelBundle:
 
         return calibrator_from_dict(self.calibrator).transform(logits)
 
-    def predict_proba(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        return self.calibrate(self.logits(windows, lengths))
+    def predict_proba(self, windows: np.ndarray, lengths: np.ndarray, amp: bool | None = None) -> np.ndarray:
+        return self.calibrate(self.logits(windows, lengths, amp=amp))
 
     def save(self, folder: Path) -> Path:
         import torch

@@ -276,7 +276,8 @@ def train_model(
     if champ is not None:
         old = load_bundle(name, champ)
         x_old, len_old = gather_windows(data.matrix, data.starts, ex.rows[ex.is_val], old.window)
-        champ_ap = average_precision(y_va, old.predict_proba(x_old, len_old))
+        # in fp32, like the new model's validation AP from fitting, whatever scoring runs in
+        champ_ap = average_precision(y_va, old.predict_proba(x_old, len_old, amp=False))
         metrics["champion_val_average_precision"] = champ_ap
     promoted, reason = champion_gate(metrics["val_average_precision"], champ_ap)
 

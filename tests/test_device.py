@@ -42,11 +42,30 @@ def test_forced_choices_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
         pick_device()
 
 
-def test_score_amp_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_score_amp_is_on_by_default_only_on_a_cpu_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.fit as fit
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.delenv("FRAUDSEQ_SCORE_AMP", raising=False)
-    assert score_amp() is False
+    monkeypatch.setattr(fit, "cpu_bf16_supported", lambda: True)
+    monkeypatch.setattr(fit, "cpu_has_native_bf16", lambda: True)
+    assert score_amp(cpu) is True and score_amp() is True
+    assert score_amp(cuda) is False  # not measured on a GPU: fp32 unless asked
+    monkeypatch.setattr(fit, "cpu_has_native_bf16", lambda: False)  # emulated bf16 is slower
+    assert score_amp(cpu) is False
+    monkeypatch.setattr(fit, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(fit, "cpu_bf16_supported", lambda: False)  # oneDNN cannot run it
+    assert score_amp(cpu) is False
+    monkeypatch.setenv("FRAUDSEQ_SCORE_AMP", "auto")
+    assert score_amp(cpu) is False
     monkeypatch.setenv("FRAUDSEQ_SCORE_AMP", "1")
-    assert score_amp() is True
+    assert score_amp(cpu) is True and score_amp(cuda) is True
+    monkeypatch.setenv("FRAUDSEQ_SCORE_AMP", "0")
+    monkeypatch.setattr(fit, "cpu_bf16_supported", lambda: True)
+    assert score_amp(cpu) is False
+    monkeypatch.setenv("FRAUDSEQ_SCORE_AMP", "bf16")
+    with pytest.raises(UsageError, match="use auto, 1 or 0"):
+        score_amp(cpu)
 
 
 def test_batches_are_cut_scaled_and_moved_to_the_chosen_device() -> None:
@@ -85,6 +104,7 @@ def test_bundle_scales_each_batch_like_the_whole_array(monkeypatch: pytest.Monke
     from pipeline.registry import ModelBundle
 
     monkeypatch.setenv(DEVICE_ENV, "cpu")
+    monkeypatch.setenv("FRAUDSEQ_SCORE_AMP", "0")  # the reference below is fp32
     torch.manual_seed(0)
     cfg = SequenceModelConfig(n_features=3, hidden=8, head_hidden=4)
     net = build_model(cfg).eval()
@@ -108,6 +128,7 @@ def test_predict_rows_gathers_lazily_and_equals_predict_proba_of_gathered_window
     from pipeline.registry import ModelBundle
 
     monkeypatch.setenv(DEVICE_ENV, "cpu")
+    monkeypatch.setenv("FRAUDSEQ_SCORE_AMP", "0")  # the reference below is fp32
     torch.manual_seed(0)
     cfg = SequenceModelConfig(n_features=3, hidden=8, head_hidden=4)
     rng = np.random.default_rng(4)
@@ -164,6 +185,24 @@ def test_score_amp_runs_the_model_in_bf16_on_cpu_and_keeps_the_logits_close() ->
     bf16 = predict_logits(net, x, lengths, device=cpu, amp=True)
     assert not np.array_equal(fp32, bf16)  # bf16 really ran
     np.testing.assert_allclose(bf16, fp32, atol=0.05)
+
+
+@pytest.mark.skipif(not cpu_bf16_supported(), reason="this CPU cannot run bf16 (no AVX-512)")
+def test_bf16_scores_do_not_depend_on_the_other_windows_of_the_batch() -> None:
+    """Shards batch windows differently, and a batch is cut to its longest window: in bf16 too a
+    window's score must not move with the length its batch is cut to."""
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    net = build_model(SequenceModelConfig(n_features=6, hidden=16, layers=2)).eval()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 32, 6)).astype(np.float32)
+    lengths = rng.integers(1, 21, 300)
+    lengths[-1] = 32  # one long window: scored together, every window is cut to 32 events
+    together = predict_logits(net, x, lengths, device=cpu, amp=True)
+    short = predict_logits(net, x[:-1], lengths[:-1], device=cpu, amp=True)  # cut to 20
+    # equal up to the fp32 rounding of the pooling and the head (bf16 rounding would be ~1e-3)
+    np.testing.assert_allclose(together[:-1], short, rtol=0, atol=1e-6)
+    assert len(np.unique(together)) == len(together)  # the fp32 head does not round scores into ties
 
 
 def test_score_amp_on_a_cpu_without_bf16_scores_in_fp32_and_says_so(
