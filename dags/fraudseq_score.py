@@ -8,8 +8,9 @@ scores database (`transaction_scores`, `customer_daily_risk`, `fraud_labels`).
   validated yet fails the task, which retries).
 - The champion is resolved to a version number once, at the start of the run.
 - Day: the `date` param, else the UTC day before the logical date; `start`/`end` map a range.
-- Each day is split into `FRAUDSEQ_SHARDS` (or the `shards` param) customer shards by
-  xxhash64 of `customer_id`; (day, shard) pairs are mapped with `.expand` and may run on
+- Each day is split into `FRAUDSEQ_SHARDS` (or the `shards` param) customer shards, ranges
+  of xxhash64 of `customer_id`; each shard reads only its range of the validated days (they are
+  stored sorted by that hash). (day, shard) pairs are mapped with `.expand` and may run on
   different workers. Shards write logits to `FRAUDSEQ_SHARED_URL`; one `finalise` per day
   ranks and alerts over all shards and commits the day in one transaction. XCom carries
   only paths and counts.

@@ -91,11 +91,13 @@ def score_day(
     champion once at its start); otherwise ``model_uri`` or the champion is resolved here, once.
     The day is scored in ``settings.shards`` customer shards, one after the other, then
     finalised: the same code the Airflow DAG spreads over workers (``pipeline.shards``).
-    With more than one shard the history is read once and split by shard first
-    (``split_history``), instead of every shard scanning all of it.
+    With more than one shard, each shard reads only its hash range of every validated day
+    (``features.hashing``); when some day was validated before the hash column existed, the
+    history is read once and split by shard first (``split_history``) instead.
     """
     from pipeline.registry import load_bundle, resolve_version, use_tracking
     from pipeline.shards import finalise_day, score_shard, split_history
+    from pipeline.validate import hashed_days
 
     use_tracking(settings.tracking_uri)
     name, version = pinned or resolve_version(model_uri, settings.model_name)
@@ -105,6 +107,10 @@ def score_day(
     pin = (name, version)
     if n == 1:  # one scan either way
         outs = [score_shard(settings, day, 0, 1, pin, bundle=bundle, days=days)]
+    elif hashed_days(settings, days):  # each shard decodes only its own row groups
+        outs = [
+            score_shard(settings, day, k, n, pin, bundle=bundle, days=days, hashed=True) for k in range(n)
+        ]
     else:
         with split_history(settings, days, day, n) as split:
             outs = [

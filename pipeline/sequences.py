@@ -65,6 +65,7 @@ def load_events(
     *,
     customers: Collection[str] | None = None,
     frames: tuple[pl.LazyFrame, pl.LazyFrame] | None = None,
+    where: pl.Expr | None = None,
 ) -> EventData:
     """Interleave validated logins and transactions of ``days`` and featurise them.
 
@@ -74,14 +75,16 @@ def load_events(
     events, so a customer's rows are the same whether read alone or with everybody.
     ``frames`` (transactions, logins) replaces the validated scan of ``days``: a shard's
     events already split out of the history by ``pipeline.shards.split_history``.
+    ``where`` filters both validated scans first: a shard's hash range
+    (``features.hashing.in_shard``), which the Parquet reader turns into skipped row groups.
     """
     from pipeline.validate import read_validated
 
     if frames is not None:
         tx, logins = frames
     else:
-        tx = read_validated(settings, "transactions", days)
-        logins = read_validated(settings, "logins", days)
+        tx = read_validated(settings, "transactions", days, where)
+        logins = read_validated(settings, "logins", days, where)
     if customers is not None:
         wanted = pl.Series("customer_id", sorted(set(customers)), dtype=pl.String)
         tx = tx.filter(pl.col("customer_id").is_in(wanted))

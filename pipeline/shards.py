@@ -1,12 +1,15 @@
 """Score a day in N customer shards, then rank, alert, explain and commit it once.
 
-A customer belongs to shard ``xxhash64(customer_id) % N``: stable across processes,
-machines and Python versions (never Python's salted ``hash()``), so every event of a
-customer lands in the same shard and features never see a cut sequence.
+A customer's hash is ``xxhash64(customer_id)`` (seed 0): stable across processes, machines
+and Python versions (never Python's salted ``hash()``). Shard k of N holds the customers whose
+hash lies in the k-th of N equal ranges of the 64-bit space (``shard_of``), so every event of a
+customer lands in the same shard and features never see a cut sequence. Validation stores the
+hash with every transaction and login (``HASH_COLUMN``), sorted by it, in row groups, so a
+shard's read of a validated day only decodes the row groups of its own hash range.
 
 ``score_shard`` reads, from the validated history (or from ``split_history``'s files, when
-one process scores every shard), only the events of the shard's customers that have a
-transaction on the scored day, builds their windows, and writes one
+one process scores every shard of days validated without the hash), only the events of the
+shard's customers that have a transaction on the scored day, builds their windows, and writes one
 small Parquet file of raw logits to the shared location (an fsspec URL: a local folder,
 ``s3://``, ``gs://``, ``abfs://``). It touches no database, so shards run anywhere, in any
 order, and a retried shard simply overwrites its own file (temp file, then rename).
@@ -33,8 +36,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import xxhash
 
+from features.hashing import in_shard, shard_of
 from pipeline.config import Settings
 from pipeline.errors import MissingInputError, UsageError
 from pipeline.registry import ModelBundle
@@ -50,11 +53,6 @@ SHARD_SCHEMA = pl.Schema(
         "logit": pl.Float64(),
     }
 )
-
-
-def shard_of(customer_id: str, n_shards: int) -> int:
-    """The shard of a customer: xxhash64 of its UTF-8 id (seed 0), modulo ``n_shards``."""
-    return xxhash.xxh64_intdigest(customer_id.encode("utf-8")) % n_shards
 
 
 def check_shard(shard: int, n_shards: int) -> None:
@@ -205,10 +203,12 @@ def shard_logits(
     day: date,
     customers: list[str],
     frames: tuple[pl.LazyFrame, pl.LazyFrame] | None = None,
+    where: pl.Expr | None = None,
 ) -> pl.DataFrame:
     """Raw logits of ``day``'s transactions of ``customers``, read with their history only.
 
     ``frames``: those customers' events, already split out of the history (``HistorySplit``).
+    ``where``: a filter the validated scan applies first (the shard's hash range).
     """
     from pipeline.sequences import load_events
 
@@ -217,7 +217,7 @@ def shard_logits(
     if frames is not None:
         data = load_events(settings, days, frames=frames)
     else:
-        data = load_events(settings, days, customers=customers)
+        data = load_events(settings, days, customers=customers, where=where)
     rows = data.transaction_rows(day, day)
     # windows are gathered batch by batch: a day's windows are never all in memory at once
     logits = bundle.logits_rows(data.matrix, data.starts, rows) if len(rows) else np.zeros(0)
@@ -241,25 +241,31 @@ def score_shard(
     bundle: ModelBundle | None = None,
     days: list[date] | None = None,
     split: HistorySplit | None = None,
+    hashed: bool | None = None,
 ) -> dict[str, Any]:
     """Score one shard of ``day`` and write its logits to the shared location.
 
     ``split``: the day's history already split by shard (one process scoring every shard);
-    without it the shard scans the validated history for its customers.
+    without it the shard scans the validated history for its customers, reading only its
+    hash range of each day when every day carries the hash (``hashed``, looked up if None).
     Returns only the path and counts (what an Airflow XCom may carry).
     """
+    from pipeline.validate import hashed_days
+
     check_shard(shard, n_shards)
     days = _days(settings, day, days)
     bundle = _pinned_bundle(settings, pinned, bundle)
-    frames = None
+    frames, where = None, None
     if split is None:
         mine = [c for c in day_customers(settings, day) if shard_of(c, n_shards) == shard]
+        if n_shards > 1 and (hashed if hashed is not None else hashed_days(settings, days)):
+            where = in_shard(shard, n_shards)
     elif split.n_shards != n_shards:
         raise UsageError(f"the history was split into {split.n_shards} shards, not {n_shards}")
     else:
         mine = split.customers[shard]  # hashed once for every shard, by split_history
         frames = split.frames(shard)
-    frame = shard_logits(settings, bundle, days, day, mine, frames)
+    frame = shard_logits(settings, bundle, days, day, mine, frames, where)
     url = shard_url(settings, day, pinned, n_shards, shard)
     write_atomic(frame, url)
     log.info(

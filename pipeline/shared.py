@@ -83,6 +83,8 @@ def scan_parquet(urls: list[str]) -> pl.LazyFrame:
     from fsspec.implementations.local import LocalFileSystem
 
     located = [fsspec.core.url_to_fs(url) for url in urls]
+    # files written before a column was added lack it: null there (and never an error)
+    tolerant = {"missing_columns": "insert", "extra_columns": "ignore"}
     if all(isinstance(fs, LocalFileSystem) for fs, _ in located):
-        return pl.scan_parquet([path for _, path in located])
-    return pl.scan_parquet([bytes(fs.cat_file(path)) for fs, path in located])
+        return pl.scan_parquet([path for _, path in located], **tolerant)  # type: ignore[arg-type]
+    return pl.scan_parquet([bytes(fs.cat_file(path)) for fs, path in located], **tolerant)  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from features.hashing import HASH_COLUMN, row_group_size, with_customer_hash
 from features.landing import (
     REASON,
     SOURCE_FILE,
@@ -55,6 +56,7 @@ from pipeline.errors import FileDefectError, MissingInputError
 from pipeline.faults import checkpoint
 
 PART_FILE = "part-0.parquet"
+HASHED_LOGS = ("transactions", "logins")  # stored with the customer hash, sorted by it (features.hashing)
 # COMPLETE is the only format that lists failing row indexes; the failing values themselves are
 # left out, since copying and serialising a million of them costs more than the checks.
 RESULT_FORMAT = {
@@ -498,7 +500,12 @@ def write_day(settings: Settings, day: date, outcomes: dict[str, LogOutcome], re
         ):
             final = _final(root, log, day)
             staged[final] = _staging(final, token)
-            frame.write_parquet(staged[final] / PART_FILE)
+            if root == settings.validated_dir and log in HASHED_LOGS:
+                # sorted by the customer hash in row groups: a shard reads only its own range
+                frame = with_customer_hash(frame)
+                frame.write_parquet(staged[final] / PART_FILE, row_group_size=row_group_size(frame.height))
+            else:
+                frame.write_parquet(staged[final] / PART_FILE)
     docs = data_docs_dir(settings, day)
     staged[docs] = _staging(docs, token)
     _gx_runner().build_data_docs(staged[docs])
@@ -653,18 +660,42 @@ def validated_days(settings: Settings, log: str = "transactions") -> list[date]:
     return _passing_days(_data_root(settings), log)
 
 
-def read_validated(settings: Settings, log: str, days: list[date]) -> pl.LazyFrame:
+def hashed_days(settings: Settings, days: list[date]) -> bool:
+    """Whether every validated transactions and logins file of ``days`` carries ``HASH_COLUMN``.
+
+    Days validated before the column existed do not; their shards fall back to other reads.
+    """
+    import fsspec
+
+    root = _data_root(settings)
+    for log in HASHED_LOGS:
+        for d in _passing_days(root, log, set(days)):
+            fs, path = fsspec.core.url_to_fs(_part_url(root, log, d))
+            with fs.open(path, "rb") as fh:
+                if HASH_COLUMN not in pl.read_parquet_schema(fh):
+                    return False
+    return True
+
+
+def read_validated(
+    settings: Settings, log: str, days: list[date], where: pl.Expr | None = None
+) -> pl.LazyFrame:
     """Scan of the validated rows of ``log`` on those of ``days`` that passed validation.
 
     Days that are not validated are skipped; callers that need every day compare with
     ``validated_days``. With no day left, an empty frame with the validated schema. Read
-    from the same place as ``validated_days``.
+    from the same place as ``validated_days``. The columns are ``validated_schema(log)``:
+    the stored ``HASH_COLUMN`` is a layout detail, which ``where`` may filter on (a shard's
+    hash range, ``features.hashing.in_shard``; only on days that all carry it, ``hashed_days``).
     """
     root = _data_root(settings)
     ok = _passing_days(root, log, set(days))
     if not ok:
         return pl.LazyFrame(schema=validated_schema(log))
-    return shared.scan_parquet([_part_url(root, log, d) for d in ok])
+    scan = shared.scan_parquet([_part_url(root, log, d) for d in ok])
+    if where is not None:
+        scan = scan.filter(where)  # before the projection: the reader skips whole row groups
+    return scan.select(validated_schema(log).names())
 
 
 def read_quarantine(settings: Settings, log: str, day: date) -> pl.DataFrame:

@@ -16,14 +16,114 @@ DAY = ZONE_START + timedelta(days=23)
 
 
 def test_shard_hash_is_xxhash64_and_stable() -> None:
+    from features.hashing import customer_hash
+
     # 0xEF46DB3751D8E999 is xxh64's published digest of the empty input (seed 0)
-    assert 0xEF46DB3751D8E999 % 16 == shard_of("", 16) == 9
-    assert shard_of("C000001", 4) == 2
-    assert shard_of("C000001", 16) == 10
-    assert shard_of("c-42", 16) == 8
+    assert customer_hash("") == 0xEF46DB3751D8E999
+    assert shard_of("", 16) == 0xE  # shard k of 16 is the k-th sixteenth of the hash space
+    assert customer_hash("C000001") == 0x536A571F00F5A31A
+    assert shard_of("C000001", 4) == 1 and shard_of("C000001", 16) == 5
+    assert shard_of("c-42", 16) == 15
     assert all(shard_of(f"C{k:06d}", 1) == 0 for k in range(50))
     counts = np.bincount([shard_of(f"C{k:06d}", 4) for k in range(4000)], minlength=4)
     assert counts.min() > 850  # roughly even
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 16, 32])
+def test_shard_ranges_tile_the_hash_space_and_agree_with_shard_of(n: int) -> None:
+    from features.hashing import HASH_SPACE, customer_hash, in_shard, shard_range
+
+    ranges = [shard_range(k, n) for k in range(n)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == HASH_SPACE
+    assert all(ranges[k][1] == ranges[k + 1][0] for k in range(n - 1))  # contiguous, no gap or overlap
+    ids = [f"C{k:06d}" for k in range(2000)] + [""]
+    hashes = pl.Series("customer_hash", [customer_hash(c) for c in ids], dtype=pl.UInt64)
+    edges = [lo for lo, _ in ranges[1:]] + [lo - 1 for lo, _ in ranges[1:]] + [0, HASH_SPACE - 1]
+    probe = pl.DataFrame({"customer_hash": pl.concat([hashes, pl.Series(edges, dtype=pl.UInt64)])})
+    owners = [probe.select(in_shard(k, n)).to_series().to_numpy() for k in range(n)]
+    assert (np.sum(owners, axis=0) == 1).all()  # every hash in exactly one shard
+    for k, mine in enumerate(owners):
+        by_range = [h * n >> 64 == k for h in probe["customer_hash"].to_list()]
+        assert mine.tolist() == by_range
+    assert [k for k in range(n) for c in ids if shard_of(c, n) == k] == sorted(shard_of(c, n) for c in ids)
+    with pytest.raises(ValueError):
+        shard_range(n, n)
+
+
+def test_validated_days_are_stored_by_customer_hash_in_row_groups_a_shard_can_skip(
+    small_zone, tmp_path, monkeypatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    import features.hashing as hashing
+    from features.hashing import HASH_COLUMN, customer_hash, in_shard
+    from pipeline.config import Settings
+    from pipeline.validate import hashed_days, read_validated, validate_day
+
+    monkeypatch.setattr(hashing, "MIN_ROW_GROUP", 50)  # the small zone's day in many row groups
+    monkeypatch.setattr(hashing, "ROW_GROUPS", 16)
+    settings = Settings(home=tmp_path / "home", landing=small_zone)
+    validate_day(settings, DAY)
+    assert hashed_days(settings, [DAY])
+    for log in ("transactions", "logins"):
+        path = settings.validated_dir / log / f"date={DAY}" / "part-0.parquet"
+        stored = pl.read_parquet(path)
+        assert stored[HASH_COLUMN].to_list() == [customer_hash(c) for c in stored["customer_id"].to_list()]
+        assert stored[HASH_COLUMN].is_sorted()
+        meta = pq.ParquetFile(path).metadata
+        assert meta.num_row_groups >= 4
+        column = stored.columns.index(HASH_COLUMN)
+        stats = [meta.row_group(g).column(column).statistics for g in range(meta.num_row_groups)]
+        # each row group holds its own slice of the hash space: a range filter skips the others
+        assert all(a.max <= b.min for a, b in zip(stats, stats[1:], strict=False))
+        every = read_validated(settings, log, [DAY]).collect()
+        assert HASH_COLUMN not in every.columns  # a layout detail, not a validated column
+        parts = [read_validated(settings, log, [DAY], where=in_shard(k, 5)).collect() for k in range(5)]
+        assert sum(p.height for p in parts) == every.height
+        for k, part in enumerate(parts):
+            assert all(shard_of(c, 5) == k for c in part["customer_id"].unique().to_list())
+            assert part.columns == every.columns
+
+
+def test_days_validated_without_the_hash_are_still_scored_through_the_split(
+    home_copy, small_zone, monkeypatch
+) -> None:
+    """History validated before the hash column existed: read together with newer days, and a
+    sharded day over it goes through ``split_history``, to the same scores."""
+    from features.hashing import HASH_COLUMN
+    from pipeline.config import Settings
+    from pipeline.score import score_day
+    from pipeline.sequences import check_days
+    from pipeline.validate import hashed_days, read_validated
+
+    use_home(monkeypatch, home_copy, small_zone)
+    monkeypatch.setenv("FRAUDSEQ_SHARDS", "3")
+    settings = Settings()
+    days = check_days(settings, [DAY], settings.history_range(DAY))
+    hashed = score_day(settings, DAY)
+    assert hashed_days(settings, days) and hashed["n_shards"] == 3
+    before = _read_scores(settings, DAY)
+    for log in ("transactions", "logins"):  # the older half of the history, as older code wrote it
+        for d in days[: len(days) // 2]:
+            path = home_copy / "validated" / log / f"date={d}" / "part-0.parquet"
+            pl.read_parquet(path).drop(HASH_COLUMN).write_parquet(path)
+    assert not hashed_days(settings, days)
+    assert read_validated(settings, "logins", days).collect().height > 0  # mixed files read as one
+    split_calls = []
+    import pipeline.shards as shards
+
+    real_split = shards.split_history
+
+    def counting_split(*args, **kwargs):
+        split_calls.append(args)
+        return real_split(*args, **kwargs)
+
+    monkeypatch.setattr(shards, "split_history", counting_split)
+    score_day(settings, DAY)
+    assert len(split_calls) == 1
+    after = _read_scores(settings, DAY)
+    assert after["event_id"].equals(before["event_id"]) and after["risk_rank"].equals(before["risk_rank"])
+    assert np.abs(after["risk_score"].to_numpy() - before["risk_score"].to_numpy()).max() < 1e-6
 
 
 def _read_scores(settings, day):
