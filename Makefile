@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # torch==2.13.0 comes from the CPU wheel on this machine's disk when it is there.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench bench-gpu install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# the rows a CUDA GPU changes, on that GPU (bench/gpu.py); raw figures in docs/benchmarks/gpu.json
+bench-gpu: $(STAMP)
+	$(PY) -m bench.gpu --out docs/benchmarks/gpu.json
 
 clean:
 	rm -rf .fraudseq .pytest_cache .mypy_cache .ruff_cache

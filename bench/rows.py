@@ -438,62 +438,93 @@ def _truth(frames: dict[str, Any], events: Any, rows: np.ndarray) -> np.ndarray:
     )
 
 
-def bf16_accuracy(spec: Spec) -> dict[str, Any]:
-    """AP of fp32 vs bf16-autocast scoring of the same production-architecture model.
+def accuracy_data(spec: Spec) -> dict[str, Any]:
+    """Windows of two generated populations for the precision checks: train on one, hold out the other.
 
-    The model is trained (in memory, a few epochs) on one generated population; the held-out
-    population is another seed: its customers, devices and frauds were never seen. Every
-    transaction after the first ``acc_context_days`` days (which are only history) is scored.
+    The held-out population is another seed: its customers, devices and frauds were never seen.
+    Every transaction after its first ``acc_context_days`` days (which are only history) is
+    scored; its windows are gathered batch by batch (``test_batch``), never all at once.
     """
-    import torch
-
     from features.windows import Normaliser, WindowGatherer
-    from pipeline.fit import FitConfig, fit_sequence_model, predict_logits_from
     from pipeline.generate import generate_frames
-    from pipeline.metrics import average_precision
-    from pipeline.train import TrainOptions
 
     days, context = spec["acc_days"], spec["acc_context_days"]
     first = setup.START + timedelta(days=context)
     W = 32
-    cpu = torch.device("cpu")
 
     train = generate_frames(spec["acc_train_customers"], days, setup.START, seed=0)
     ev_tr, m_tr, st_tr = _events(train)
     rows_tr = _transactions_after(ev_tr, setup.START + timedelta(days=1))
-    y_tr = _truth(train, ev_tr, rows_tr)
     norm = Normaliser.fit(m_tr)
     gat_tr = WindowGatherer(norm.transform(m_tr), st_tr, W)
-    x_tr, len_tr = gat_tr.gather(rows_tr), gat_tr.lengths(rows_tr)
-    cut = int(len(rows_tr) * 0.8)  # the later 20% of rows (by customer order) pick the epoch
-    torch.manual_seed(0)
-    fitted = fit_sequence_model(
-        x_tr[:cut], len_tr[:cut], y_tr[:cut], x_tr[cut:], len_tr[cut:], y_tr[cut:],
-        TrainOptions().model_config(m_tr.shape[1]),
-        FitConfig(epochs=spec["acc_epochs"], neg_per_pos=20.0),
-        seed=0, device=cpu, progress=False,
-    )  # fmt: skip
-    del x_tr
 
     test = generate_frames(spec["acc_test_customers"], days, setup.START, seed=1)
     ev_te, m_te, st_te = _events(test)
     rows_te = _transactions_after(ev_te, first)
-    y_te = _truth(test, ev_te, rows_te)
     gat_te = WindowGatherer(norm.transform(m_te), st_te, W)
-    lengths = gat_te.lengths(rows_te)
 
-    def batch(idx: np.ndarray, width: int) -> np.ndarray:
+    def test_batch(idx: np.ndarray, width: int) -> np.ndarray:
         return np.ascontiguousarray(gat_te.gather(rows_te[idx])[:, W - width :])
 
-    logits = {}
-    seconds = {}
+    return {
+        "x_train": gat_tr.gather(rows_tr),
+        "len_train": gat_tr.lengths(rows_tr),
+        "y_train": _truth(train, ev_tr, rows_tr),
+        "test_batch": test_batch,
+        "len_test": gat_te.lengths(rows_te),
+        "y_test": _truth(test, ev_te, rows_te),
+        "n_features": m_tr.shape[1],
+    }
+
+
+def fit_for_accuracy(spec: Spec, data: dict[str, Any], device: Any, amp: bool = False) -> Any:
+    """The production architecture trained (seed 0, a few epochs) on ``data``'s training windows.
+
+    The later 20% of the rows (by customer order) pick the epoch. ``amp``: bf16 autocast in
+    training (``FitConfig.amp``, CUDA only).
+    """
+    import torch
+
+    from pipeline.fit import FitConfig, fit_sequence_model
+    from pipeline.train import TrainOptions
+
+    x, lengths, y = data["x_train"], data["len_train"], data["y_train"]
+    cut = int(len(y) * 0.8)
+    torch.manual_seed(0)
+    return fit_sequence_model(
+        x[:cut], lengths[:cut], y[:cut], x[cut:], lengths[cut:], y[cut:],
+        TrainOptions().model_config(data["n_features"]),
+        FitConfig(epochs=spec["acc_epochs"], neg_per_pos=20.0, amp=amp),
+        seed=0, device=device, progress=False,
+    )  # fmt: skip
+
+
+def held_out_logits(model: Any, data: dict[str, Any], device: Any, amp: bool) -> tuple[np.ndarray, float]:
+    """Logits of every held-out window (batches of 16,384) and the seconds they took."""
+    from pipeline.fit import predict_logits_from
+
+    began = time.perf_counter()
+    logits = predict_logits_from(model, data["test_batch"], data["len_test"], 16_384, device, amp)
+    return logits, time.perf_counter() - began
+
+
+def bf16_accuracy(spec: Spec) -> dict[str, Any]:
+    """AP of fp32 vs bf16-autocast scoring on CPU of the same production-architecture model."""
+    import torch
+
+    from pipeline.metrics import average_precision
+
+    cpu = torch.device("cpu")
+    data = accuracy_data(spec)
+    fitted = fit_for_accuracy(spec, data, cpu)
+    del data["x_train"]
+    y_te = data["y_test"]
+    logits, seconds = {}, {}
     for name, amp in (("fp32", False), ("bf16", True)):
-        t0 = time.perf_counter()
-        logits[name] = predict_logits_from(fitted.model, batch, lengths, 16_384, cpu, amp)
-        seconds[name] = time.perf_counter() - t0
+        logits[name], seconds[name] = held_out_logits(fitted.model, data, cpu, amp)
     ap = {k: average_precision(y_te, v) for k, v in logits.items()}
     return {
-        "held_out_transactions": len(rows_te),
+        "held_out_transactions": len(y_te),
         "held_out_frauds": int(y_te.sum()),
         "ap_fp32": round(ap["fp32"], 5),
         "ap_bf16": round(ap["bf16"], 5),
@@ -502,7 +533,7 @@ def bf16_accuracy(spec: Spec) -> dict[str, Any]:
         "scoring_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "train_customers": spec["acc_train_customers"],
         "test_customers": spec["acc_test_customers"],
-        "days": days,
+        "days": spec["acc_days"],
         "epochs_trained": fitted.best_epoch,
     }
 

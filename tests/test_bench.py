@@ -219,3 +219,38 @@ def test_scale_disk_counts_hard_links_once_and_the_table_has_a_line_per_size(tmp
     table = [line for line in doc.splitlines() if line.startswith("| ")]
     assert len(table) == 3 and "| 10.00 |" in table[1] and "failed: exit 137" in table[2]
     assert "| 5 s | reused |" in table[1] and "| reused | 9 s |" in table[2]
+
+
+@pytest.mark.slow
+def test_gpu_bench_runs_on_the_cpu_and_its_checks_compare_like_with_like(tmp_path: Path) -> None:
+    """``python -m bench.gpu`` at a tiny size on the CPU: every part runs and the JSON is complete.
+
+    On the CPU the "device" and the CPU reference are the same path, so their logits must be
+    identical: a check that would catch the reference scoring another model or other windows.
+    """
+    import torch
+
+    from bench import gpu
+
+    spec = dict(gpu.SIZES["quick"], model_windows=300, train_windows=600, runs=1)
+    cpu = torch.device("cpu")
+    model = gpu.model_compute(spec, cpu)
+    assert model["windows"] == 300 and model["batch"] == 4_096 and model["kernels"] == {}
+    for name in ("fp32", "bf16"):
+        assert model[name]["predict_logits_gflops"] > 0 and model[name]["on_device_windows_per_s"] > 0
+    train = gpu.training(spec, cpu)
+    assert set(train) == {"train_windows", "epochs"} | {
+        f"batch_{b}_{p}" for b in (512, 4096) for p in ("fp32", "bf16")
+    }
+    assert all(
+        len(v["per_epoch"]) == spec["train_epochs"] for k, v in train.items() if k.startswith("batch_")
+    )
+    acc = gpu.accuracy(spec, cpu)
+    assert acc["held_out_frauds"] > 0 and acc["held_out_transactions"] > acc["held_out_frauds"]
+    fp32 = acc["trained_fp32"]
+    assert fp32["ap"]["fp32"] == fp32["ap"]["cpu_fp32"] and fp32["max_abs_logit_diff_cpu"] == 0.0
+    assert 0 < fp32["ap"]["fp32"] <= 1 and set(acc["trained_bf16"]["ap"]) == {"fp32", "bf16"}
+    text = gpu.table(
+        {"matmul_tflops": gpu.matmul_ceilings(spec, cpu), "model": model, "training": train, "accuracy": acc}
+    )
+    assert "of fp32 matmul" in text and "batch_4096_bf16" in text and "trained_bf16" in text
