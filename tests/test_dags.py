@@ -76,7 +76,12 @@ def test_score_dag_maps_days_by_shards_and_finalises_each_day(home_copy, small_z
 
     use_home(monkeypatch, home_copy, small_zone)
     monkeypatch.setenv("FRAUDSEQ_ALERT_BUDGET", "10")
+    # this test is about mapping and finalising; whether these two days drift depends on the
+    # trained model (it did by a hair, PSI 0.203, on an AVX2-only host), so drift is kept out
+    # of it: announce_drift must skip. tests/test_drift.py covers the drift path.
+    monkeypatch.setenv("FRAUDSEQ_DRIFT_THRESHOLD", "1000")
     settings = Settings()
+    assert settings.drift_threshold == 1000
     prepare_airflow(settings)
     first, last = ZONE_START + timedelta(days=22), ZONE_START + timedelta(days=23)
     run_dag("fraudseq_score", {"start": first.isoformat(), "end": last.isoformat(), "shards": 3})
@@ -94,7 +99,7 @@ def test_score_dag_maps_days_by_shards_and_finalises_each_day(home_copy, small_z
         ).all()
         counts = {}
         for ti in tis:
-            # announce_drift skips on a day without drift (tests/test_drift.py covers it)
+            # announce_drift skips on a day without drift
             expected = "skipped" if ti.task_id == "announce_drift" else "success"
             assert str(ti.state).endswith(expected), (ti.task_id, ti.map_index, ti.state)
             counts[ti.task_id] = counts.get(ti.task_id, 0) + 1
