@@ -1,7 +1,7 @@
 """Scale: how time, disk and memory grow with the size of the landing zone.
 
 Usage, from the repository root:
-    FRAUDSEQ_SCORE_AMP=1 python -m bench.scale [--customers 6600,66000,330000,620000]
+    python -m bench.scale [--customers 6600,66000,330000,620000]
 
 Each size is a 31-day zone built like the daily row's (``bench.setup.make_daily``: generated
 in chunks of customers, about two logins per transaction, every day validated by
@@ -9,8 +9,8 @@ in chunks of customers, about two logins per transaction, every day validated by
 ``python -m bench --rows daily`` runs it: validate the last day, then score it with its 30
 days of history. Printed and written to ``docs/benchmarks/scale.md``: events in the zone, the
 time to generate it and to validate all its days, the disk of its landing folder and
-validated home, and the daily row's wall time and whole-process peak RSS. Scoring uses 16 customer shards unless
-``FRAUDSEQ_SHARDS`` says otherwise, as the daily row does. 6,600 customers make about 1M events, 620,000
+validated home, and the daily row's wall time and whole-process peak RSS. Scoring uses the daily row's
+shards (32 at full size) unless ``FRAUDSEQ_SHARDS`` says otherwise. 6,600 customers make about 1M events, 620,000
 about 94M (the daily target's day of 1M transactions and 2M logins, with its history).
 """
 
@@ -92,12 +92,13 @@ def render(results: list[dict[str, Any]], command: str, machine: dict[str, Any],
     details = [r["daily"].get("details", {}) for r in results]
     shards = ", ".join(sorted({str(d["shards"]) for d in details if "shards" in d})) or "?"
     amp = next((d["score_amp"] for d in details if "score_amp" in d), "0")
+    bf16 = next((d["scored_in_bf16"] for d in details if "scored_in_bf16" in d), amp == "1")
     lines = [
         "# Scale",
         "",
         f"Reproduce: `{command}`, on {machine.get('cpu')}, {machine.get('cores')} cores. One run per size;"
-        f" scoring in {shards} customer shards, bf16 autocast {'on' if amp == '1' else 'off'}"
-        " (`FRAUDSEQ_SHARDS`, `FRAUDSEQ_SCORE_AMP`).",
+        f" scoring in {shards} customer shards, in {'bf16 autocast' if bf16 else 'fp32'}"
+        f" (`FRAUDSEQ_SHARDS`, `FRAUDSEQ_SCORE_AMP={amp}`).",
         "",
         f"Each zone is {days} days. *Generate*: chunked generation of the landing zone. *Validate every",
         "day*: all its days through `validate_day` (Great Expectations included), one after the other.",

@@ -196,7 +196,17 @@ def test_scale_disk_counts_hard_links_once_and_the_table_has_a_line_per_size(tmp
     os.link(tmp_path / "a", tmp_path / "b")
     (tmp_path / "c").write_bytes(b"y" * 500_000)
     assert disk_mb(tmp_path) == 1.5
-    ok = {"value": 20.0, "peak_rss_mb": 900.0, "details": {"transactions": 10, "logins": 20}}
+    ok = {
+        "value": 20.0,
+        "peak_rss_mb": 900.0,
+        "details": {
+            "transactions": 10,
+            "logins": 20,
+            "shards": 32,
+            "score_amp": "auto",
+            "scored_in_bf16": False,
+        },
+    }
     rows = [
         {
             "events": 2_000_000,
@@ -219,6 +229,8 @@ def test_scale_disk_counts_hard_links_once_and_the_table_has_a_line_per_size(tmp
     table = [line for line in doc.splitlines() if line.startswith("| ")]
     assert len(table) == 3 and "| 10.00 |" in table[1] and "failed: exit 137" in table[2]
     assert "| 5 s | reused |" in table[1] and "| reused | 9 s |" in table[2]
+    # the precision line says what ran: "auto" scored in fp32 on a CPU without bf16
+    assert "32 customer shards, in fp32 (`FRAUDSEQ_SHARDS`, `FRAUDSEQ_SCORE_AMP=auto`)" in doc
 
 
 @pytest.mark.slow
