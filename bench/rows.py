@@ -508,11 +508,13 @@ def held_out_logits(model: Any, data: dict[str, Any], device: Any, amp: bool) ->
     return logits, time.perf_counter() - began
 
 
-def bf16_accuracy(spec: Spec) -> dict[str, Any]:
-    """AP of fp32 vs bf16-autocast scoring on CPU of the same production-architecture model."""
+def faster_path_accuracy(spec: Spec, variant: str) -> dict[str, Any]:
+    """AP of fp32 torch scoring vs a faster path (``bf16`` autocast or ``onnx`` Runtime) on CPU,
+    for the same production-architecture model and held-out population."""
     import torch
 
     from pipeline.metrics import average_precision
+    from pipeline.onnx_engine import OnnxScorer, onnx_logits
 
     cpu = torch.device("cpu")
     data = accuracy_data(spec)
@@ -520,16 +522,23 @@ def bf16_accuracy(spec: Spec) -> dict[str, Any]:
     del data["x_train"]
     y_te = data["y_test"]
     logits, seconds = {}, {}
-    for name, amp in (("fp32", False), ("bf16", True)):
-        logits[name], seconds[name] = held_out_logits(fitted.model, data, cpu, amp)
+    logits["fp32"], seconds["fp32"] = held_out_logits(fitted.model, data, cpu, False)
+    if variant == "bf16":
+        logits[variant], seconds[variant] = held_out_logits(fitted.model, data, cpu, True)
+    else:
+        began = time.perf_counter()
+        scorer = OnnxScorer(fitted.model, 32)
+        logits[variant] = onnx_logits(scorer, data["test_batch"], data["len_test"], 16_384)
+        seconds[variant] = time.perf_counter() - began
     ap = {k: average_precision(y_te, v) for k, v in logits.items()}
     return {
+        "variant": variant,
         "held_out_transactions": len(y_te),
         "held_out_frauds": int(y_te.sum()),
         "ap_fp32": round(ap["fp32"], 5),
-        "ap_bf16": round(ap["bf16"], 5),
-        "ap_abs_diff": round(abs(ap["fp32"] - ap["bf16"]), 5),
-        "max_abs_logit_diff": round(float(np.abs(logits["fp32"] - logits["bf16"]).max()), 5),
+        f"ap_{variant}": round(ap[variant], 5),
+        "ap_abs_diff": round(abs(ap["fp32"] - ap[variant]), 5),
+        "max_abs_logit_diff": round(float(np.abs(logits["fp32"] - logits[variant]).max()), 5),
         "scoring_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "train_customers": spec["acc_train_customers"],
         "test_customers": spec["acc_test_customers"],
@@ -541,7 +550,7 @@ def bf16_accuracy(spec: Spec) -> dict[str, Any]:
 @row("model_bf16")
 def model_bf16(spec: Spec) -> dict[str, Any]:
     """The model row's forward pass in bf16 autocast on CPU (``FRAUDSEQ_SCORE_AMP=1``), same nominal FLOPs,
-    interleaved with fp32 and the fp32 matmul reference; plus the AP check of ``bf16_accuracy``."""
+    interleaved with fp32 and the fp32 matmul reference; plus the AP check of ``faster_path_accuracy``."""
     import torch
 
     from pipeline.fit import cpu_bf16_supported, predict_logits
@@ -573,7 +582,56 @@ def model_bf16(spec: Spec) -> dict[str, Any]:
         windows_per_s=rate(n, times["bf16"][0]),
         cpu_bf16_instructions=_cpu_has_bf16(),
         ran_in_bf16=cpu_bf16_supported(),  # False: oneDNN cannot run bf16 here, the "bf16" pass is fp32
-        accuracy=bf16_accuracy(spec),
+        accuracy=faster_path_accuracy(spec, "bf16"),
+        windows=n,
+        batch=batch,
+        window=W,
+        threads=torch.get_num_threads(),
+        nominal_mflop_per_window=nominal_flops(cfg, W) / 1e6,
+    )
+
+
+@row("model_onnx")
+def model_onnx(spec: Spec) -> dict[str, Any]:
+    """The model row's forward pass through ONNX Runtime (``FRAUDSEQ_SCORE_ENGINE=onnx``), fp32, same
+    nominal FLOPs, interleaved with torch's fp32 and the fp32 matmul reference; plus the AP check."""
+    import torch
+
+    from pipeline.fit import predict_logits
+    from pipeline.onnx_engine import OnnxScorer, onnx_logits
+
+    W, batch, n = spec["window"], spec["model_batch"], spec["model_windows"]
+    cfg, net, x, lengths = production_model_inputs(n, W)
+    cpu = torch.device("cpu")
+    began = time.perf_counter()
+    scorer = OnnxScorer(net, W)
+    export_s = time.perf_counter() - began
+    mm = 2048
+    a, b = torch.randn(mm, mm), torch.randn(mm, mm)
+    reps = 8
+    fns = {
+        "matmul": lambda: [a @ b for _ in range(reps)],
+        "onnx": lambda: onnx_logits(scorer, lambda idx, width: x[idx], lengths, batch),
+        "fp32": lambda: predict_logits(net, x, lengths, batch_size=batch, device=cpu),
+    }
+    outputs = {name: fn() for name, fn in fns.items()}  # warm-up, and the logits compared below
+    times = interleaved(fns, spec["runs"])
+    flops = nominal_flops(cfg, W) * n
+    return result(
+        "scoring model compute (ONNX Runtime fp32, CPU)",
+        rate(flops, times["onnx"][0]) / 1e9,
+        "GFLOP/s",
+        times["onnx"][0],
+        f"dense fp32 matmul {mm}², torch",
+        rate(reps * 2 * mm**3, times["matmul"][0]) / 1e9,
+        torch_fp32_gflops_same_run=round(rate(flops, times["fp32"][0]) / 1e9, 1),
+        onnx_over_torch_fp32=round(
+            statistics.median(times["fp32"][0]) / statistics.median(times["onnx"][0]), 2
+        ),
+        max_abs_logit_diff_vs_torch=float(np.abs(outputs["onnx"] - outputs["fp32"]).max()),
+        export_seconds=round(export_s, 2),
+        windows_per_s=rate(n, times["onnx"][0]),
+        accuracy=faster_path_accuracy(spec, "onnx"),
         windows=n,
         batch=batch,
         window=W,

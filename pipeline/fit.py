@@ -84,6 +84,7 @@ class FitResult:
 
 DEVICE_ENV = "FRAUDSEQ_DEVICE"
 AMP_ENV = "FRAUDSEQ_SCORE_AMP"
+ENGINE_ENV = "FRAUDSEQ_SCORE_ENGINE"
 
 
 def pick_device(preference: str | None = None) -> torch.device:
@@ -133,6 +134,34 @@ def score_amp(device: torch.device | None = None) -> bool:
         raise UsageError(f"{AMP_ENV}={choice!r}: use auto, 1 or 0")
     on_cpu = device is None or device.type == "cpu"
     return on_cpu and cpu_has_native_bf16() and cpu_bf16_supported()
+
+
+def score_engine(device: torch.device | None = None) -> str:
+    """What runs the scoring forward pass on ``device``: ``torch`` or ``onnx`` (``FRAUDSEQ_SCORE_ENGINE``).
+
+    ``onnx`` is ONNX Runtime in fp32 on the CPU (``pipeline.onnx_engine``); ``torch`` is the
+    model itself, in bf16 autocast where ``score_amp`` says so. Unset or ``auto``: ONNX Runtime
+    where it was measured faster, a CPU that scores in fp32 (no native bf16: 1.9x the windows/s
+    of torch's fp32 on an AVX2-only host, logits within 1e-7), when onnxruntime is installed;
+    torch on CUDA and where bf16 autocast is on. ``onnx`` on a CUDA device is a usage error.
+    """
+    import os
+
+    from pipeline.errors import UsageError
+
+    choice = os.environ.get(ENGINE_ENV, "auto").strip().lower() or "auto"
+    on_cpu = device is None or device.type == "cpu"
+    if choice == "torch":
+        return "torch"
+    if choice == "onnx":
+        if not on_cpu:
+            raise UsageError(f"{ENGINE_ENV}=onnx runs on the CPU only; set FRAUDSEQ_DEVICE=cpu or use torch")
+        return "onnx"
+    if choice != "auto":
+        raise UsageError(f"{ENGINE_ENV}={choice!r}: use auto, torch or onnx")
+    from pipeline.onnx_engine import available
+
+    return "onnx" if on_cpu and not score_amp(device) and available() else "torch"
 
 
 @functools.cache

@@ -8,8 +8,9 @@ and attribution. Models are only ever loaded from the registry (contract section
 from __future__ import annotations
 
 import json
+import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,11 @@ import numpy as np
 from features.windows import Normaliser
 from pipeline.errors import MissingInputError, UsageError
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from pipeline.model import SequenceClassifier
+    from pipeline.onnx_engine import OnnxScorer
 
 CHAMPION = "champion"
 # Windows per forward pass when scoring. On CPU a batch of 4,096 windows (14 MB) stays in the
@@ -49,6 +53,13 @@ class ModelBundle:
     calibrator: dict[str, Any]
     window: int
     drift_reference: dict[str, Any] | None = None  # pipeline.drift bins fixed at training
+    # the network as ONNX (pipeline.onnx_engine.export_graph), saved with the bundle when it is written
+    onnx_graph: bytes | None = field(default=None, repr=False, compare=False)
+    _onnx: OnnxScorer | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (MLflow's pyfunc wrapper) without the ONNX Runtime session, which is rebuilt on use."""
+        return {**self.__dict__, "_onnx": None}
 
     def logits(
         self,
@@ -66,12 +77,21 @@ class ModelBundle:
         False is plain fp32, which is how models are compared (the gate).
         """
         from pipeline.fit import pick_device, predict_logits, score_amp
+        from pipeline.onnx_engine import onnx_logits
 
         def scale(x: np.ndarray, lens: np.ndarray) -> np.ndarray:
             return self.normaliser.transform_windows(x, lens, inplace=True)
 
         device = pick_device()
         batch_size = batch_size or score_batch(device)
+        # an explicit amp asks for torch (the gate's fp32 comparison); ONNX reads whole windows
+        scorer = self.onnx_scorer(device) if amp is None and windows.shape[1] == self.window else None
+        if scorer is not None:
+
+            def whole(idx: np.ndarray, width: int) -> np.ndarray:
+                return np.asarray(windows[idx], dtype=np.float32)  # (B, W, F), a copy to scale in place
+
+            return onnx_logits(scorer, whole, lengths, batch_size, scale)
         return predict_logits(
             self.net,
             windows,
@@ -98,6 +118,7 @@ class ModelBundle:
         """Raw logits of the windows ending at event rows ``rows`` (see ``predict_rows``)."""
         from features.windows import WindowGatherer
         from pipeline.fit import pick_device, predict_logits_from, score_amp
+        from pipeline.onnx_engine import onnx_logits
 
         rows = np.asarray(rows, dtype=np.int64)
         gatherer = WindowGatherer(matrix, starts, self.window)
@@ -111,6 +132,9 @@ class ModelBundle:
             return self.normaliser.transform_windows(x, lens, inplace=True)
 
         device = pick_device()
+        scorer = self.onnx_scorer(device)
+        if scorer is not None:
+            return onnx_logits(scorer, batch, lengths, batch_size or score_batch(device), scale)
         return predict_logits_from(
             self.net,
             batch,
@@ -120,6 +144,17 @@ class ModelBundle:
             score_amp(device),
             transform=scale,
         )
+
+    def onnx_scorer(self, device: Any) -> OnnxScorer | None:
+        """The network in ONNX Runtime when ``score_engine(device)`` says so (exported once), else None."""
+        from pipeline.fit import score_engine
+        from pipeline.onnx_engine import OnnxScorer
+
+        if score_engine(device) != "onnx":
+            return None
+        if self._onnx is None:
+            self._onnx = OnnxScorer(self.net, self.window, graph=self.onnx_graph)
+        return self._onnx
 
     def normalise_windows(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return self.normaliser.transform_windows(windows, lengths)
@@ -145,7 +180,25 @@ class ModelBundle:
             "drift_reference": self.drift_reference,
         }
         (folder / "bundle.json").write_text(json.dumps(meta, indent=2))
+        self.save_onnx(folder)
         return folder
+
+    def save_onnx(self, folder: Path) -> None:
+        """Write ``model.onnx`` beside the weights, so scoring with ONNX Runtime need not export it.
+
+        Without onnxruntime installed, or if the export fails, the bundle is saved without it
+        and ONNX scoring (if asked for) exports the network when it first scores.
+        """
+        from pipeline.onnx_engine import available, export_graph
+
+        if not available():
+            return
+        try:
+            self.onnx_graph = self.onnx_graph or export_graph(self.net, self.window)
+        except Exception as exc:  # noqa: BLE001 - an optional artefact must not fail training
+            log.warning("model.onnx not saved with the bundle (%s: %s)", type(exc).__name__, exc)
+            return
+        (folder / "model.onnx").write_bytes(self.onnx_graph)
 
     @classmethod
     def load(cls, folder: Path) -> ModelBundle:
@@ -158,6 +211,7 @@ class ModelBundle:
         state = torch.load(Path(folder) / "weights.pt", map_location="cpu", weights_only=True)
         net.load_state_dict(state)
         net.eval()
+        graph = Path(folder) / "model.onnx"
         return cls(
             net,
             meta["model_config"],
@@ -165,6 +219,7 @@ class ModelBundle:
             meta["calibrator"],
             int(meta["window"]),
             meta.get("drift_reference"),
+            graph.read_bytes() if graph.is_file() else None,
         )
 
 

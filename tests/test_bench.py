@@ -117,7 +117,15 @@ def test_targets_are_judged_from_the_figures() -> None:
     assert status(big) == "met"
     assert status(dict(big, peak_rss_mb=5000.0)) == "not met"
     assert status({"name": "e2e_postgres", "error": "exit 1: no server"}) == "not run"
-    assert set(TARGETS) <= {"windows", "model", "model_bf16", "e2e_duckdb", "e2e_postgres", "daily"}
+    assert set(TARGETS) <= {
+        "windows",
+        "model",
+        "model_bf16",
+        "model_onnx",
+        "e2e_duckdb",
+        "e2e_postgres",
+        "daily",
+    }
 
 
 def test_bf16_is_judged_only_with_enough_frauds_and_needs_the_same_ap() -> None:
@@ -129,6 +137,12 @@ def test_bf16_is_judged_only_with_enough_frauds_and_needs_the_same_ap() -> None:
     assert status(fake_row("model_bf16", 60, 100, unit="GFLOP/s", accuracy=drifted)).startswith("not met")
     few = dict(acc, held_out_frauds=300)
     assert status(fake_row("model_bf16", 60, 100, unit="GFLOP/s", accuracy=few)).startswith("not judged")
+    # the ONNX Runtime row is judged the same way, on its own AP
+    onnx = {"variant": "onnx", "ap_fp32": 0.8, "ap_onnx": 0.8, "ap_abs_diff": 0.0, "held_out_frauds": 2500}
+    assert status(fake_row("model_onnx", 55, 100, unit="GFLOP/s", accuracy=onnx)).startswith(
+        "met (AP 0.8000 fp32 vs 0.8000 onnx on 2,500 frauds"
+    )
+    assert status(fake_row("model_onnx", 45, 100, unit="GFLOP/s", accuracy=onnx)).startswith("not met")
 
 
 def test_table_and_markdown_have_one_well_formed_line_per_row() -> None:
