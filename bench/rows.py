@@ -547,13 +547,15 @@ def faster_path_accuracy(spec: Spec, variant: str) -> dict[str, Any]:
     }
 
 
-@row("model_bf16")
-def model_bf16(spec: Spec) -> dict[str, Any]:
-    """The model row's forward pass in bf16 autocast on CPU (``FRAUDSEQ_SCORE_AMP=1``), same nominal FLOPs,
-    interleaved with fp32 and the fp32 matmul reference; plus the AP check of ``faster_path_accuracy``."""
+def versus_fp32(
+    spec: Spec, name: str, label: str, fast: Callable[[Any, np.ndarray, np.ndarray, int], Callable[[], Any]]
+) -> dict[str, Any]:
+    """A faster scoring path of the production model (``fast(net, x, lengths, batch)`` returns
+    the call to time) on the model row's windows, timed in turn with torch's fp32 forward and the
+    fp32 matmul reference, same nominal FLOPs; plus ``faster_path_accuracy``'s AP check."""
     import torch
 
-    from pipeline.fit import cpu_bf16_supported, predict_logits
+    from pipeline.fit import predict_logits
 
     W, batch, n = spec["window"], spec["model_batch"], spec["model_windows"]
     cfg, net, x, lengths = production_model_inputs(n, W)
@@ -563,87 +565,67 @@ def model_bf16(spec: Spec) -> dict[str, Any]:
     reps = 8
     fns = {
         "matmul": lambda: [a @ b for _ in range(reps)],
-        "bf16": lambda: predict_logits(net, x, lengths, batch_size=batch, device=cpu, amp=True),
+        name: fast(net, x, lengths, batch),
         "fp32": lambda: predict_logits(net, x, lengths, batch_size=batch, device=cpu),
     }
-    for fn in fns.values():  # warm-up
-        fn()
+    outputs = {k: fn() for k, fn in fns.items()}  # warm-up, and the logits compared below
     times = interleaved(fns, spec["runs"])
     flops = nominal_flops(cfg, W) * n
     return result(
-        "scoring model compute (bf16 autocast, CPU)",
-        rate(flops, times["bf16"][0]) / 1e9,
+        label,
+        rate(flops, times[name][0]) / 1e9,
         "GFLOP/s",
-        times["bf16"][0],
+        times[name][0],
         f"dense fp32 matmul {mm}², torch",
         rate(reps * 2 * mm**3, times["matmul"][0]) / 1e9,
         fp32_gflops_same_run=round(rate(flops, times["fp32"][0]) / 1e9, 1),
-        bf16_over_fp32=round(statistics.median(times["fp32"][0]) / statistics.median(times["bf16"][0]), 2),
-        windows_per_s=rate(n, times["bf16"][0]),
-        cpu_bf16_instructions=_cpu_has_bf16(),
-        ran_in_bf16=cpu_bf16_supported(),  # False: oneDNN cannot run bf16 here, the "bf16" pass is fp32
-        accuracy=faster_path_accuracy(spec, "bf16"),
+        speedup_over_fp32=round(statistics.median(times["fp32"][0]) / statistics.median(times[name][0]), 2),
+        max_abs_logit_diff_vs_fp32=float(np.abs(outputs[name] - outputs["fp32"]).max()),
+        windows_per_s=rate(n, times[name][0]),
+        accuracy=faster_path_accuracy(spec, name),
         windows=n,
         batch=batch,
         window=W,
         threads=torch.get_num_threads(),
         nominal_mflop_per_window=nominal_flops(cfg, W) / 1e6,
     )
+
+
+@row("model_bf16")
+def model_bf16(spec: Spec) -> dict[str, Any]:
+    """The model row's forward pass in bf16 autocast on CPU (``FRAUDSEQ_SCORE_AMP=1``), see ``versus_fp32``."""
+    import torch
+
+    from pipeline.fit import cpu_bf16_supported, cpu_has_native_bf16, predict_logits
+
+    cpu = torch.device("cpu")
+
+    def bf16(net: Any, x: np.ndarray, lengths: np.ndarray, batch: int) -> Callable[[], Any]:
+        return lambda: predict_logits(net, x, lengths, batch_size=batch, device=cpu, amp=True)
+
+    out = versus_fp32(spec, "bf16", "scoring model compute (bf16 autocast, CPU)", bf16)
+    out["details"]["cpu_bf16_instructions"] = cpu_has_native_bf16()
+    out["details"]["ran_in_bf16"] = cpu_bf16_supported()  # False: oneDNN cannot run bf16 here, so fp32
+    return out
 
 
 @row("model_onnx")
 def model_onnx(spec: Spec) -> dict[str, Any]:
-    """The model row's forward pass through ONNX Runtime (``FRAUDSEQ_SCORE_ENGINE=onnx``), fp32, same
-    nominal FLOPs, interleaved with torch's fp32 and the fp32 matmul reference; plus the AP check."""
-    import torch
-
-    from pipeline.fit import predict_logits
+    """The model row's forward pass through ONNX Runtime (``FRAUDSEQ_SCORE_ENGINE=onnx``), fp32, see
+    ``versus_fp32``; the export (``OnnxScorer``) is timed apart."""
     from pipeline.onnx_engine import OnnxScorer, onnx_logits
 
-    W, batch, n = spec["window"], spec["model_batch"], spec["model_windows"]
-    cfg, net, x, lengths = production_model_inputs(n, W)
-    cpu = torch.device("cpu")
-    began = time.perf_counter()
-    scorer = OnnxScorer(net, W)
-    export_s = time.perf_counter() - began
-    mm = 2048
-    a, b = torch.randn(mm, mm), torch.randn(mm, mm)
-    reps = 8
-    fns = {
-        "matmul": lambda: [a @ b for _ in range(reps)],
-        "onnx": lambda: onnx_logits(scorer, lambda idx, width: x[idx], lengths, batch),
-        "fp32": lambda: predict_logits(net, x, lengths, batch_size=batch, device=cpu),
-    }
-    outputs = {name: fn() for name, fn in fns.items()}  # warm-up, and the logits compared below
-    times = interleaved(fns, spec["runs"])
-    flops = nominal_flops(cfg, W) * n
-    return result(
-        "scoring model compute (ONNX Runtime fp32, CPU)",
-        rate(flops, times["onnx"][0]) / 1e9,
-        "GFLOP/s",
-        times["onnx"][0],
-        f"dense fp32 matmul {mm}², torch",
-        rate(reps * 2 * mm**3, times["matmul"][0]) / 1e9,
-        torch_fp32_gflops_same_run=round(rate(flops, times["fp32"][0]) / 1e9, 1),
-        onnx_over_torch_fp32=round(
-            statistics.median(times["fp32"][0]) / statistics.median(times["onnx"][0]), 2
-        ),
-        max_abs_logit_diff_vs_torch=float(np.abs(outputs["onnx"] - outputs["fp32"]).max()),
-        export_seconds=round(export_s, 2),
-        windows_per_s=rate(n, times["onnx"][0]),
-        accuracy=faster_path_accuracy(spec, "onnx"),
-        windows=n,
-        batch=batch,
-        window=W,
-        threads=torch.get_num_threads(),
-        nominal_mflop_per_window=nominal_flops(cfg, W) / 1e6,
-    )
+    exported: dict[str, float] = {}
 
+    def onnx(net: Any, x: np.ndarray, lengths: np.ndarray, batch: int) -> Callable[[], Any]:
+        began = time.perf_counter()
+        scorer = OnnxScorer(net, x.shape[1])
+        exported["seconds"] = round(time.perf_counter() - began, 2)
+        return lambda: onnx_logits(scorer, lambda idx, width: x[idx], lengths, batch)
 
-def _cpu_has_bf16() -> bool:
-    from pipeline.fit import cpu_has_native_bf16
-
-    return cpu_has_native_bf16()
+    out = versus_fp32(spec, "onnx", "scoring model compute (ONNX Runtime fp32, CPU)", onnx)
+    out["details"]["export_seconds"] = exported["seconds"]
+    return out
 
 
 # ---------------------------------------------------------------- end-to-end scoring
