@@ -64,7 +64,6 @@ SIZES: dict[str, dict[str, Any]] = {
     },
 }
 WINDOW = 32
-SCORE_BATCH_CUDA = 16_384  # pipeline.registry.SCORE_BATCH_CUDA (not imported: keeps mlflow-free imports)
 
 
 def synced(device: Any) -> Callable[[Callable[[], Any]], float]:
@@ -132,6 +131,7 @@ def model_compute(spec: dict[str, Any], device: Any) -> dict[str, Any]:
 
     from bench.rows import nominal_flops, production_model_inputs
     from pipeline.fit import autocast, predict_logits
+    from pipeline.registry import score_batch  # no mlflow at import: fine on a bare GPU machine
 
     n = spec["model_windows"]
     cfg, net, x, lengths = production_model_inputs(n, WINDOW)
@@ -139,7 +139,7 @@ def model_compute(spec: dict[str, Any], device: Any) -> dict[str, Any]:
     per_window = nominal_flops(cfg, WINDOW)
     x_dev = torch.from_numpy(x).to(device)
     len_dev = torch.from_numpy(lengths).to(device)
-    batch = SCORE_BATCH_CUDA if device.type == "cuda" else 4_096
+    batch = score_batch(device)  # what production scoring uses on this device
 
     def on_device(amp: bool) -> None:
         with torch.inference_mode(), autocast(device, amp):
