@@ -58,6 +58,7 @@ def test_validated_days_are_stored_by_customer_hash_in_row_groups_a_shard_can_sk
     import features.hashing as hashing
     from features.hashing import HASH_COLUMN, customer_hash, in_shard
     from pipeline.config import Settings
+    from pipeline.shards import day_customers
     from pipeline.validate import hashed_days, read_validated, validate_day
 
     monkeypatch.setattr(hashing, "MIN_ROW_GROUP", 50)  # the small zone's day in many row groups
@@ -83,6 +84,10 @@ def test_validated_days_are_stored_by_customer_hash_in_row_groups_a_shard_can_sk
         for k, part in enumerate(parts):
             assert all(shard_of(c, 5) == k for c in part["customer_id"].unique().to_list())
             assert part.columns == every.columns
+    # a shard's customers of the day, read from its row groups, are those shard_of gives it
+    everyone = day_customers(settings, DAY)
+    for k in range(5):
+        assert day_customers(settings, DAY, in_shard(k, 5)) == [c for c in everyone if shard_of(c, 5) == k]
 
 
 def test_days_validated_without_the_hash_are_still_scored_through_the_split(
