@@ -5,9 +5,15 @@ matmul peak; ONNX Runtime's LSTM kernels ran the same production windows 1.9x as
 (``python -m bench --rows model_onnx``), with logits within 1e-7 of torch's. Scoring picks the
 engine with ``FRAUDSEQ_SCORE_ENGINE`` (``pipeline.fit.score_engine``).
 
-The exported graph is traced on a batch holding a short window, so it is the general path of
-``SequenceClassifier.forward`` (masked pooling), and it always reads whole ``window``-wide,
-left-padded windows: a window's score does not depend on what else is in its batch.
+Two graphs are exported, and both read whole ``window``-wide, left-padded windows:
+
+- the general one, traced on a batch holding a short window: the masked path of
+  ``SequenceClassifier.forward`` (masked pooling), for windows shorter than ``window``;
+- the whole-window one, traced on whole windows only: the same network without the masks
+  (no ``Where`` over every state), for windows of ``window`` events, most of a day's.
+
+Each window goes to a graph by its own length, never by what else is in its batch, so a window's
+score does not depend on its batch. For a whole window the two graphs give the same logit (tested).
 """
 
 from __future__ import annotations
@@ -30,9 +36,15 @@ class OnnxScorer:
     """``SequenceClassifier`` exported to ONNX, run by ONNX Runtime on ``threads`` CPU threads."""
 
     def __init__(
-        self, net: SequenceClassifier, window: int, threads: int | None = None, graph: bytes | None = None
+        self,
+        net: SequenceClassifier,
+        window: int,
+        threads: int | None = None,
+        graph: bytes | None = None,
+        whole_graph: bytes | None = None,
     ) -> None:
-        """``graph``: the network's ONNX bytes saved with its bundle (``export_graph``); None exports now."""
+        """``graph``, ``whole_graph``: the general and whole-window ONNX bytes saved with the bundle
+        (``export_graph``); None exports that one now."""
         import onnxruntime as ort
         import torch
 
@@ -41,25 +53,42 @@ class OnnxScorer:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         graph = graph if graph is not None else export_graph(net, window)
+        whole_graph = whole_graph if whole_graph is not None else export_graph(net, window, whole=True)
         self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.whole_session = ort.InferenceSession(whole_graph, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Logits of (B, window, F) left-padded windows with their real ``lengths``."""
         if x.ndim != 3 or x.shape[1] != self.window:
             raise ValueError(f"ONNX scoring reads whole windows of {self.window} events, got shape {x.shape}")
-        feed = {
-            "x": np.ascontiguousarray(x, dtype=np.float32),
-            "lengths": np.asarray(lengths, dtype=np.int64),
-        }
-        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        whole = lengths >= self.window
+        if whole.all():
+            return self._run(self.whole_session, x, lengths)
+        if not whole.any():
+            return self._run(self.session, x, lengths)
+        out = np.empty(len(lengths), dtype=np.float32)
+        out[whole] = self._run(self.whole_session, x[whole], lengths[whole])
+        out[~whole] = self._run(self.session, x[~whole], lengths[~whole])
+        return out
+
+    @staticmethod
+    def _run(session: object, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        feed = {"x": np.ascontiguousarray(x), "lengths": lengths}
+        return np.asarray(session.run(None, feed)[0], dtype=np.float32)  # type: ignore[attr-defined]
 
 
-def export_graph(net: SequenceClassifier, window: int) -> bytes:
-    """The network as ONNX bytes, traced on CPU in eval mode for ``window``-wide windows (about 1 s)."""
+def export_graph(net: SequenceClassifier, window: int, whole: bool = False) -> bytes:
+    """The network as ONNX bytes, traced on CPU in eval mode for ``window``-wide windows (about 1 s).
+
+    ``whole``: the graph for whole windows only (traced on whole windows: no masks); otherwise the
+    general graph (traced with one short window: the masked path), right for any length.
+    """
     import torch
 
     example = torch.zeros(2, window, net.cfg.n_features)
-    lengths = torch.tensor([window, 1])  # one short window: the masked, general path is traced
+    lengths = torch.tensor([window, window if whole else 1])
     was_training = net.training
     net = net.cpu().eval()
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():

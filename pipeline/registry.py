@@ -55,6 +55,7 @@ class ModelBundle:
     drift_reference: dict[str, Any] | None = None  # pipeline.drift bins fixed at training
     # the network as ONNX (pipeline.onnx_engine.export_graph), saved with the bundle when it is written
     onnx_graph: bytes | None = field(default=None, repr=False, compare=False)
+    onnx_whole_graph: bytes | None = field(default=None, repr=False, compare=False)  # whole windows only
     _onnx: OnnxScorer | None = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -153,7 +154,9 @@ class ModelBundle:
         if score_engine(device) != "onnx":
             return None
         if self._onnx is None:
-            self._onnx = OnnxScorer(self.net, self.window, graph=self.onnx_graph)
+            self._onnx = OnnxScorer(
+                self.net, self.window, graph=self.onnx_graph, whole_graph=self.onnx_whole_graph
+            )
         return self._onnx
 
     def normalise_windows(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -184,7 +187,8 @@ class ModelBundle:
         return folder
 
     def save_onnx(self, folder: Path) -> None:
-        """Write ``model.onnx`` beside the weights, so scoring with ONNX Runtime need not export it.
+        """Write ``model.onnx`` and ``model-whole.onnx`` (``pipeline.onnx_engine``'s general and
+        whole-window graphs) beside the weights, so scoring with ONNX Runtime need not export them.
 
         Without onnxruntime installed, or if the export fails, the bundle is saved without it
         and ONNX scoring (if asked for) exports the network when it first scores.
@@ -195,10 +199,12 @@ class ModelBundle:
             return
         try:
             self.onnx_graph = self.onnx_graph or export_graph(self.net, self.window)
+            self.onnx_whole_graph = self.onnx_whole_graph or export_graph(self.net, self.window, whole=True)
         except Exception as exc:  # noqa: BLE001 - an optional artefact must not fail training
             log.warning("model.onnx not saved with the bundle (%s: %s)", type(exc).__name__, exc)
             return
         (folder / "model.onnx").write_bytes(self.onnx_graph)
+        (folder / "model-whole.onnx").write_bytes(self.onnx_whole_graph)
 
     @classmethod
     def load(cls, folder: Path) -> ModelBundle:
@@ -211,7 +217,7 @@ class ModelBundle:
         state = torch.load(Path(folder) / "weights.pt", map_location="cpu", weights_only=True)
         net.load_state_dict(state)
         net.eval()
-        graph = Path(folder) / "model.onnx"
+        graph, whole = Path(folder) / "model.onnx", Path(folder) / "model-whole.onnx"
         return cls(
             net,
             meta["model_config"],
@@ -220,6 +226,7 @@ class ModelBundle:
             int(meta["window"]),
             meta.get("drift_reference"),
             graph.read_bytes() if graph.is_file() else None,
+            whole.read_bytes() if whole.is_file() else None,
         )
 
 

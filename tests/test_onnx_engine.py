@@ -6,13 +6,14 @@ import pickle
 from datetime import timedelta
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 from pipeline.errors import UsageError
 from pipeline.fit import ENGINE_ENV, predict_logits, score_engine
 from pipeline.model import SequenceModelConfig, build_model
-from pipeline.onnx_engine import OnnxScorer, onnx_logits
+from pipeline.onnx_engine import OnnxScorer, export_graph, onnx_logits
 
 from .conftest import ZONE_START, use_home
 
@@ -47,6 +48,30 @@ def test_onnx_logits_equal_torch_and_do_not_depend_on_the_batch() -> None:
     np.testing.assert_array_equal(onnx_logits(scorer, batch, lengths, batch_size=7), got)
     with pytest.raises(ValueError, match="whole windows of 12 events"):
         scorer(x[:3, 1:], lengths[:3])
+
+
+def test_the_whole_window_graph_agrees_with_the_general_one() -> None:
+    """Whole windows go to the graph without masks; it gives the general graph's logits."""
+    torch.manual_seed(1)
+    net = build_model(SequenceModelConfig(n_features=5, hidden=8, layers=2, head_hidden=4)).eval()
+    x, lengths = windows(120, 5, 2)
+    scorer = OnnxScorer(net, W, threads=1)
+    whole = lengths == W
+    assert 0 < whole.sum() < len(lengths)
+    feed = {"x": x[whole], "lengths": lengths[whole].astype(np.int64)}
+    general = scorer.session.run(None, feed)[0]
+    unmasked = scorer.whole_session.run(None, feed)[0]
+    np.testing.assert_allclose(unmasked, general, rtol=1e-6, atol=1e-6)
+    wheres = {
+        name: sum(node.op_type == "Where" for node in onnx.load_from_string(graph).graph.node)
+        for name, graph in (("general", export_graph(net, W)), ("whole", export_graph(net, W, whole=True)))
+    }
+    # the four masks of the pooling are gone; one Where stays, in the (T, B) index map between layers
+    assert wheres == {"general": 5, "whole": 1}
+    # a mixed batch scores each window with its own graph: the same as scoring them apart
+    mixed = scorer(x, lengths)
+    np.testing.assert_array_equal(mixed[whole], scorer(x[whole], lengths[whole]))
+    np.testing.assert_array_equal(mixed[~whole], scorer(x[~whole], lengths[~whole]))
 
 
 def test_the_engine_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,6 +173,7 @@ def test_the_saved_bundle_carries_its_onnx_graph_and_old_bundles_still_score(
     norm = Normaliser.fit(rng.standard_normal((100, 3)), ("log_amount", "log_gap_prev", "is_real"))
     folder = ModelBundle(build_model(cfg).eval(), cfg.to_dict(), norm, {}, W).save(tmp_path / "bundle")
     assert (folder / "model.onnx").stat().st_size > 0
+    assert (folder / "model-whole.onnx").stat().st_size > 0
     x, lengths = windows(30, 3, 6)
     exported = ModelBundle.load(folder).logits(x, lengths)  # the reference: scored with the saved graph
 
@@ -157,11 +183,13 @@ def test_the_saved_bundle_carries_its_onnx_graph_and_old_bundles_still_score(
     monkeypatch.setattr(onnx_engine, "export_graph", no_export)
     loaded = ModelBundle.load(folder)
     assert loaded.onnx_graph == (folder / "model.onnx").read_bytes()
+    assert loaded.onnx_whole_graph == (folder / "model-whole.onnx").read_bytes()
     np.testing.assert_array_equal(loaded.logits(x, lengths), exported)
     monkeypatch.undo()
     monkeypatch.setenv("FRAUDSEQ_DEVICE", "cpu")
     monkeypatch.setenv(ENGINE_ENV, "onnx")
     (folder / "model.onnx").unlink()  # a bundle registered before the ONNX engine existed
+    (folder / "model-whole.onnx").unlink()
     old = ModelBundle.load(folder)
-    assert old.onnx_graph is None
+    assert old.onnx_graph is None and old.onnx_whole_graph is None
     np.testing.assert_array_equal(old.logits(x, lengths), exported)
