@@ -64,6 +64,10 @@ TRANSACTION_INPUTS = tuple(c for c in TRANSACTIONS.columns if c != "card_id")
 LOGIN_INPUTS = tuple(c for c in LOGINS.columns if c != "user_agent")
 INPUT_COLUMNS = {"transactions": TRANSACTION_INPUTS, "logins": LOGIN_INPUTS}
 CONTRACT_ORDER = ("customer_id", "event_time", "source", "event_id")
+# Columns of the event table that no feature reads, only the alert reasons' texts: a pass that
+# only scores leaves them out (``build_event_table(..., reason_columns=False)``), which saves
+# carrying three string columns through the sort.
+REASON_ONLY_COLUMNS = ("channel", "currency", "merchant_category")
 
 
 def interleave_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.LazyFrame:
@@ -73,8 +77,11 @@ def interleave_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.La
     return _unified_events(transactions, logins).sort(list(CONTRACT_ORDER))
 
 
-def _unified_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.LazyFrame:
-    """Both logs stacked with the EVENT_COLUMNS set, in no particular order."""
+def _unified_events(
+    transactions: pl.LazyFrame, logins: pl.LazyFrame, reason_columns: bool = True
+) -> pl.LazyFrame:
+    """Both logs stacked with the EVENT_COLUMNS set (less REASON_ONLY_COLUMNS unless
+    ``reason_columns``), in no particular order."""
     tx = transactions.select(
         pl.col("event_id"),
         pl.col("customer_id"),
@@ -105,13 +112,17 @@ def _unified_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.Lazy
         pl.col("device_id"),
         pl.col("ip_address"),
     )
-    return pl.concat([tx.cast(EVENT_COLUMNS), lg.cast(EVENT_COLUMNS)], how="vertical")  # type: ignore[arg-type]
+    columns = {k: v for k, v in EVENT_COLUMNS.items() if reason_columns or k not in REASON_ONLY_COLUMNS}
+    both = [frame.select(list(columns)).cast(columns) for frame in (tx, lg)]  # type: ignore[arg-type]
+    return pl.concat(both, how="vertical")
 
 
 _RUN = "_customer_run"  # a helper column, dropped before anything leaves this module
 
 
-def _ordered_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.DataFrame:
+def _ordered_events(
+    transactions: pl.LazyFrame, logins: pl.LazyFrame, reason_columns: bool = True
+) -> pl.DataFrame:
     """``interleave_events``, collected, with ``_RUN``: the customer's rank among the sorted ids.
 
     The same rows in the same order, sorted on integers instead of strings: ranks follow the
@@ -119,7 +130,7 @@ def _ordered_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.Data
     half the cost of comparing ids. The window expressions and the trailing sums then
     partition on the rank without comparing ids again.
     """
-    both = _unified_events(transactions, logins).collect()
+    both = _unified_events(transactions, logins, reason_columns).collect()
     ids = both.select(pl.col("customer_id").unique().sort()).with_row_index(_RUN)
     # join the id column alone: joining the whole frame would copy every string column once more
     run = both.select("customer_id").join(ids, on="customer_id", how="left", maintain_order="left")[_RUN]
@@ -255,10 +266,15 @@ def login_aggregates(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def build_event_table(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.DataFrame:
-    """Interleave, featurise and collect: one row per event, FEATURE_NAMES filled in."""
+def build_event_table(
+    transactions: pl.LazyFrame, logins: pl.LazyFrame, reason_columns: bool = True
+) -> pl.DataFrame:
+    """Interleave, featurise and collect: one row per event, FEATURE_NAMES filled in.
+
+    ``reason_columns=False`` leaves out REASON_ONLY_COLUMNS (same rows, same features).
+    """
     order = "_contract_row"
-    lf = event_features(_ordered_events(transactions, logins).lazy().with_row_index(order))
+    lf = event_features(_ordered_events(transactions, logins, reason_columns).lazy().with_row_index(order))
     df = lf.collect()
     # The streaming engine may reorder rows; the row index says whether it did (a cheap
     # check, where sorting again costs as much as the first sort).

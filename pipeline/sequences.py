@@ -66,6 +66,7 @@ def load_events(
     customers: Collection[str] | None = None,
     frames: tuple[pl.LazyFrame, pl.LazyFrame] | None = None,
     where: pl.Expr | None = None,
+    reason_columns: bool = True,
 ) -> EventData:
     """Interleave validated logins and transactions of ``days`` and featurise them.
 
@@ -77,6 +78,8 @@ def load_events(
     events already split out of the history by ``pipeline.shards.split_history``.
     ``where`` filters both validated scans first: a shard's hash range
     (``features.hashing.in_shard``), which the Parquet reader turns into skipped row groups.
+    ``reason_columns=False``: without the columns only the alert reasons read
+    (``features.events.REASON_ONLY_COLUMNS``), for a pass that only scores.
     """
     from pipeline.validate import read_validated
 
@@ -91,7 +94,7 @@ def load_events(
         logins = logins.filter(pl.col("customer_id").is_in(wanted))
     if not include_logins:
         logins = logins.filter(pl.lit(False))
-    events = build_event_table(tx, logins)
+    events = build_event_table(tx, logins, reason_columns)
     return EventData(events, feature_matrix(events), customer_starts(events))
 
 

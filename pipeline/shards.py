@@ -218,10 +218,11 @@ def shard_logits(
 
     if not customers:
         return pl.DataFrame(schema=SHARD_SCHEMA)
+    # scores only: the alerts' reasons are written by finalise_day, from its own read
     if frames is not None:
-        data = load_events(settings, days, frames=frames)
+        data = load_events(settings, days, frames=frames, reason_columns=False)
     else:
-        data = load_events(settings, days, customers=customers, where=where)
+        data = load_events(settings, days, customers=customers, where=where, reason_columns=False)
     rows = data.transaction_rows(day, day)
     # windows are gathered batch by batch: a day's windows are never all in memory at once
     logits = bundle.logits_rows(data.matrix, data.starts, rows) if len(rows) else np.zeros(0)

@@ -143,6 +143,26 @@ def test_the_table_does_not_depend_on_the_order_rows_arrive_in() -> None:
     )
 
 
+def test_a_scoring_pass_leaves_out_only_the_reason_columns() -> None:
+    """``reason_columns=False``: the same rows in the same order, the same features, three columns fewer."""
+    from features.events import REASON_ONLY_COLUMNS
+
+    customers = ["C9", "C10", "c2", "C1", "C100", "b"]  # ids whose sort order is not their length's
+    txs = [tx(f"t{i:02d}", customers[i % 6], float(i * 7 % 50), 2.0 + i, channel="ecom") for i in range(40)]
+    logins = [login(f"l{i:02d}", customers[i % 4], float(i * 5 % 50)) for i in range(20)]
+    tx_schema = {"event_time": pl.Datetime("us", "UTC"), "amount": pl.Float64, "device_id": pl.String}
+    t = pl.DataFrame(txs, schema_overrides=tx_schema).lazy()
+    lg = pl.DataFrame(logins, schema_overrides={"event_time": pl.Datetime("us", "UTC")}).lazy()
+    full = build_event_table(t, lg)
+    lean = build_event_table(t, lg, reason_columns=False)
+    assert set(REASON_ONLY_COLUMNS) <= set(full.columns)
+    assert not set(REASON_ONLY_COLUMNS) & set(lean.columns)
+    assert lean.equals(full.drop(REASON_ONLY_COLUMNS))
+    assert not set(REASON_ONLY_COLUMNS) & set(FEATURE_NAMES)
+    keys = full.select("customer_id", "event_time", "source", "event_id")
+    assert keys.equals(keys.sort(keys.columns))  # ranks of the ids sort as the ids do
+
+
 def test_appending_future_events_changes_no_past_feature() -> None:
     base_tx = [tx(f"t{i}", "A" if i % 2 else "B", i * 7.0, 5.0 + i, f"M{i % 3}") for i in range(20)]
     base_lg = [
