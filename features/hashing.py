@@ -43,6 +43,16 @@ def in_shard(shard: int, n_shards: int) -> pl.Expr:
     return expr if hi >= HASH_SPACE else expr & (pl.col(HASH_COLUMN) < pl.lit(hi, dtype=pl.UInt64))
 
 
+def of_customers(customer_ids: list[str]) -> pl.Expr:
+    """Rows of these customers, by the stored hash column: an integer test instead of a string one.
+
+    A customer whose hash collides with one of theirs passes too; callers that need exactly
+    these customers filter on the id as well (``pipeline.sequences.load_events`` does).
+    """
+    hashes = pl.Series(HASH_COLUMN, sorted({customer_hash(c) for c in customer_ids}), dtype=pl.UInt64)
+    return pl.col(HASH_COLUMN).is_in(hashes)
+
+
 def with_customer_hash(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` with ``HASH_COLUMN``, sorted by it (then customer, then the rows' own order)."""
     ids = frame["customer_id"].unique()

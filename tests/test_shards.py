@@ -56,7 +56,7 @@ def test_validated_days_are_stored_by_customer_hash_in_row_groups_a_shard_can_sk
     import pyarrow.parquet as pq
 
     import features.hashing as hashing
-    from features.hashing import HASH_COLUMN, customer_hash, in_shard
+    from features.hashing import HASH_COLUMN, customer_hash, in_shard, of_customers
     from pipeline.config import Settings
     from pipeline.shards import day_customers
     from pipeline.validate import hashed_days, read_validated, validate_day
@@ -88,6 +88,12 @@ def test_validated_days_are_stored_by_customer_hash_in_row_groups_a_shard_can_sk
     everyone = day_customers(settings, DAY)
     for k in range(5):
         assert day_customers(settings, DAY, in_shard(k, 5)) == [c for c in everyone if shard_of(c, 5) == k]
+    # finalise_day reads the alerted customers' history by their stored hash
+    some = everyone[::7]
+    for log in ("transactions", "logins"):
+        got = read_validated(settings, log, [DAY], where=of_customers(some)).collect()
+        want = read_validated(settings, log, [DAY]).filter(pl.col("customer_id").is_in(some)).collect()
+        assert got.height > 0 and got.sort(got.columns).equals(want.sort(want.columns))
 
 
 def test_days_validated_without_the_hash_are_still_scored_through_the_split(
