@@ -19,7 +19,13 @@ log = logging.getLogger(__name__)
 
 def rank_and_alert(scores: np.ndarray, event_ids: list[str], budget: int) -> tuple[np.ndarray, np.ndarray]:
     """Ranks 1..n (riskiest first, ties by event_id) and the top-``budget`` alert flags."""
-    order = np.lexsort((np.asarray(event_ids, dtype=object), -scores))
+    # sorted in Polars: a lexsort over a million Python strings took about 1 s
+    keys = pl.DataFrame(
+        {"score": np.asarray(scores, dtype=np.float64), "event_id": pl.Series(event_ids, dtype=pl.String)}
+    )
+    order = (
+        keys.select(pl.arg_sort_by(["score", "event_id"], descending=[True, False])).to_series().to_numpy()
+    )
     ranks = np.empty(len(scores), dtype=np.int64)
     ranks[order] = np.arange(1, len(scores) + 1)
     return ranks, ranks <= budget

@@ -221,9 +221,18 @@ def shard_logits(
     # scores only: the alerts' reasons are written by finalise_day, from its own read
     if frames is not None:
         data = load_events(settings, days, frames=frames, reason_columns=False)
+    elif where is not None:
+        # hashed days: the customers are picked by their stored hash, an integer test, in place
+        # of their ids. A customer whose hash collides with one of theirs is read too; its events
+        # are featurised on their own (features never look across customers) and its rows are
+        # dropped below, so no score changes.
+        data = load_events(settings, days, where=where & of_customers(customers), reason_columns=False)
     else:
-        data = load_events(settings, days, customers=customers, where=where, reason_columns=False)
+        data = load_events(settings, days, customers=customers, reason_columns=False)
     rows = data.transaction_rows(day, day)
+    if where is not None and len(rows):
+        ids = data.events["customer_id"].gather(rows)
+        rows = rows[ids.is_in(pl.Series(customers, dtype=pl.String)).to_numpy()]
     # windows are gathered batch by batch: a day's windows are never all in memory at once
     logits = bundle.logits_rows(data.matrix, data.starts, rows) if len(rows) else np.zeros(0)
     return data.events[rows].select(

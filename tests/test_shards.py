@@ -336,3 +336,25 @@ def test_score_shard_refuses_a_split_made_for_another_shard_count(home_copy, sma
     days = check_days(settings, [DAY], settings.history_range(DAY))
     with split_history(settings, days, DAY, 2) as split, pytest.raises(UsageError, match="split into 2"):
         score_shard(settings, DAY, 0, 4, pinned, days=days, split=split)
+
+
+def test_a_shard_read_by_hash_scores_only_its_customers(home_copy, small_zone, monkeypatch) -> None:
+    """Customers picked by stored hash: any customer the hash test lets through is never scored."""
+    import pipeline.shards as shards
+    from features.hashing import in_shard
+    from pipeline.config import Settings
+    from pipeline.registry import load_bundle, resolve_version, use_tracking
+    from pipeline.sequences import check_days
+
+    use_home(monkeypatch, home_copy, small_zone)
+    settings = Settings()
+    use_tracking(settings.tracking_uri)
+    bundle = load_bundle(*resolve_version(None, settings.model_name))
+    days = check_days(settings, [DAY], settings.history_range(DAY))
+    mine = shards.day_customers(settings, DAY, in_shard(1, 2))[::3]  # some of shard 1's customers
+    by_id = shards.shard_logits(settings, bundle, days, DAY, mine)
+    # a hash test that lets every customer of the range through, as a collision would let one
+    monkeypatch.setattr(shards, "of_customers", lambda customers: pl.lit(True))
+    by_hash = shards.shard_logits(settings, bundle, days, DAY, mine, where=in_shard(1, 2))
+    assert by_id.height > 0 and set(by_id["customer_id"].to_list()) <= set(mine)
+    assert by_hash.sort("event_id").drop(shards.FEATURES).equals(by_id.sort("event_id").drop(shards.FEATURES))
