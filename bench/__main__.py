@@ -80,10 +80,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "daily_customers": 620_000,  # about 1M transactions and 2M logins on the scored day
         "daily_chunk_customers": 50_000,
         "daily_login_rate_x10": 24,  # 2.4 plain logins per customer-day: about 2 logins per transaction
-        # unless FRAUDSEQ_SHARDS is set. Memory is one shard's customers (4 GB target); fewer shards
-        # read fewer Parquet footers: 2026-12-06, AVX2 host, 32 shards 183.4 s and 2,777 MB, 20 shards
-        # 176.7 s and 3,585 MB (one run each)
-        "daily_shards": 20,
+        # unless FRAUDSEQ_SHARDS is set. Memory is one shard's customers (4 GB target). Fewer shards
+        # read fewer Parquet footers, but gain little: 2026-12-06, AVX2 host, back to back, 32 shards
+        # 183.4 s and 2,768 MB, 20 shards 179.9 s and 3,578 MB (3,820 MB over three runs)
+        "daily_shards": 32,
         "daily_runs": 1,
         "acc_train_customers": 3_000,
         "acc_test_customers": 10_000,
