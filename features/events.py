@@ -70,13 +70,6 @@ CONTRACT_ORDER = ("customer_id", "event_time", "source", "event_id")
 REASON_ONLY_COLUMNS = ("channel", "currency", "merchant_category")
 
 
-def interleave_events(transactions: pl.LazyFrame, logins: pl.LazyFrame) -> pl.LazyFrame:
-    """One frame of both logs, in contract order, with a unified column set."""
-    # The key is unique (validation keeps an event_id once per day and log, and only on its own
-    # date), so the order is total and a sort that need not keep input order gives the same rows.
-    return _unified_events(transactions, logins).sort(list(CONTRACT_ORDER))
-
-
 def _unified_events(
     transactions: pl.LazyFrame, logins: pl.LazyFrame, reason_columns: bool = True
 ) -> pl.LazyFrame:
@@ -123,12 +116,15 @@ _RUN = "_customer_run"  # a helper column, dropped before anything leaves this m
 def _ordered_events(
     transactions: pl.LazyFrame, logins: pl.LazyFrame, reason_columns: bool = True
 ) -> pl.DataFrame:
-    """``interleave_events``, collected, with ``_RUN``: the customer's rank among the sorted ids.
+    """Both logs in one frame, in CONTRACT_ORDER, collected, with ``_RUN``: the customer's rank
+    among the sorted ids.
 
-    The same rows in the same order, sorted on integers instead of strings: ranks follow the
-    ids' sort order, so (rank, time, source, event_id) orders rows as CONTRACT_ORDER does, at
-    half the cost of comparing ids. The window expressions and the trailing sums then
-    partition on the rank without comparing ids again.
+    Sorted on integers instead of strings: ranks follow the ids' sort order, so (rank, time,
+    source, event_id) orders rows as CONTRACT_ORDER does, at half the cost of comparing ids.
+    The window expressions and the trailing sums then partition on the rank without comparing
+    ids again. The key is unique (validation keeps an event_id once per day and log, and only on
+    its own date), so the order is total and a sort that need not keep input order gives the
+    same rows.
     """
     both = _unified_events(transactions, logins, reason_columns).collect()
     ids = both.select(pl.col("customer_id").unique().sort()).with_row_index(_RUN)
@@ -153,7 +149,7 @@ def _first_seen(col: str) -> pl.Expr:
 
 
 def event_features(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Add the FEATURE_NAMES columns to contract-ordered events (see ``interleave_events``).
+    """Add the FEATURE_NAMES columns to events in CONTRACT_ORDER (see ``_ordered_events``).
 
     The input must already be sorted; window expressions keep row order.
     """
