@@ -667,6 +667,7 @@ def _profile_parts(fn: Callable[[], Any]) -> dict[str, float]:
         "write_scored_day": "DB write",
         "upsert_labels": "DB labels upsert",
         "load_bundle": "model load",
+        "post_score": "report, drift record and its MLflow run",
     }
     parts: dict[str, float] = {}
     for (_, _, func), (_, _, _, cum, _) in stats.items():
