@@ -107,6 +107,8 @@ def test_bundle_scores_through_onnx_when_asked_and_pickles_without_the_session(
     from pipeline.registry import ModelBundle
 
     monkeypatch.setenv("FRAUDSEQ_DEVICE", "cpu")
+    # the reference is torch's fp32 forward pass: unset, torch scores in bf16 on CPUs that run it
+    monkeypatch.setenv("FRAUDSEQ_SCORE_AMP", "0")
     torch.manual_seed(0)
     cfg = SequenceModelConfig(n_features=3, hidden=8, head_hidden=4)
     rng = np.random.default_rng(2)
