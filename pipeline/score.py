@@ -111,9 +111,10 @@ def score_day(
     days = check_days(settings, [day], settings.history_range(day))
     n = settings.shards
     pin = (name, version)
+    hashed = hashed_days(settings, days)  # read once: the shards and finalise_day both ask
     if n == 1:  # one scan either way
         outs = [score_shard(settings, day, 0, 1, pin, bundle=bundle, days=days)]
-    elif hashed_days(settings, days):  # each shard decodes only its own row groups
+    elif hashed:  # each shard decodes only its own row groups
         outs = [
             score_shard(settings, day, k, n, pin, bundle=bundle, days=days, hashed=True) for k in range(n)
         ]
@@ -123,5 +124,5 @@ def score_day(
                 score_shard(settings, day, k, n, pin, bundle=bundle, days=days, split=split) for k in range(n)
             ]
     return finalise_day(
-        settings, day, (name, version), n, [o["path"] for o in outs], bundle=bundle, days=days
+        settings, day, (name, version), n, [o["path"] for o in outs], bundle=bundle, days=days, hashed=hashed
     )

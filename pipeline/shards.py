@@ -308,8 +308,13 @@ def finalise_day(
     *,
     bundle: ModelBundle | None = None,
     days: list[date] | None = None,
+    hashed: bool | None = None,
 ) -> dict[str, Any]:
-    """Calibrate, rank and alert over all shards of ``day``, explain alerts, commit the day once."""
+    """Calibrate, rank and alert over all shards of ``day``, explain alerts, commit the day once.
+
+    ``hashed``: whether every day of ``days`` carries the customer hash (looked up if None), so
+    the alerted customers' history is read by their stored hash.
+    """
     from pipeline import db, faults
     from pipeline.report import post_score
     from pipeline.score import alert_reasons, rank_and_alert, scores_frame
@@ -337,7 +342,9 @@ def finalise_day(
         alerted = tx[alert_idx]
         customers = alerted["customer_id"].unique().to_list()
         # on hashed days the scan tests the stored hash, not the id: about half the read
-        where = of_customers(customers) if hashed_days(settings, days) else None
+        if hashed is None:
+            hashed = hashed_days(settings, days)
+        where = of_customers(customers) if hashed else None
         data = load_events(settings, days, customers=customers, where=where)
         day_rows = data.transaction_rows(day, day)
         row_of = dict(zip(data.events["event_id"].gather(day_rows).to_list(), day_rows.tolist(), strict=True))
