@@ -50,7 +50,7 @@ def of_customers(customer_ids: list[str]) -> pl.Expr:
     these customers filter on the id as well (``pipeline.sequences.load_events`` does).
     """
     hashes = pl.Series(HASH_COLUMN, sorted({customer_hash(c) for c in customer_ids}), dtype=pl.UInt64)
-    return pl.col(HASH_COLUMN).is_in(hashes)
+    return pl.col(HASH_COLUMN).is_in(hashes.implode())  # a Series as-is is deprecated in Polars 2
 
 
 def with_customer_hash(frame: pl.DataFrame) -> pl.DataFrame:

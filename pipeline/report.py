@@ -125,15 +125,20 @@ def matured_quality(daily: pl.DataFrame, day: date, label_delay_days: int) -> pl
 
 def alert_timelines(settings: Settings, day: date, alerts: pl.DataFrame) -> dict[str, list[dict[str, Any]]]:
     """For each alert (event_id): its customer's last events up to and including it."""
-    from pipeline.validate import read_validated
+    from features.hashing import of_customers
+    from pipeline.validate import hashed_days, read_validated
 
     if alerts.is_empty():
         return {}
     days = [day - timedelta(days=k) for k in range(TIMELINE_DAYS, -1, -1)]
     customers = alerts["customer_id"].unique().to_list()
+    # on hashed days the scan first tests the stored hash (an integer, which skips row groups);
+    # the id test then drops any customer whose hash collides with an alerted one's
+    where = of_customers(customers) if hashed_days(settings, days) else None
+    mine = pl.col("customer_id").is_in(customers)
     tx = (
-        read_validated(settings, "transactions", days)
-        .filter(pl.col("customer_id").is_in(customers))
+        read_validated(settings, "transactions", days, where)
+        .filter(mine)
         .select(
             "event_id",
             "customer_id",
@@ -148,8 +153,8 @@ def alert_timelines(settings: Settings, day: date, alerts: pl.DataFrame) -> dict
         )
     )
     logins = (
-        read_validated(settings, "logins", days)
-        .filter(pl.col("customer_id").is_in(customers))
+        read_validated(settings, "logins", days, where)
+        .filter(mine)
         .select(
             "event_id",
             "customer_id",

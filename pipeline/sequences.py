@@ -89,7 +89,7 @@ def load_events(
         tx = read_validated(settings, "transactions", days, where)
         logins = read_validated(settings, "logins", days, where)
     if customers is not None:
-        wanted = pl.Series("customer_id", sorted(set(customers)), dtype=pl.String)
+        wanted = pl.Series("customer_id", sorted(set(customers)), dtype=pl.String).implode()
         tx = tx.filter(pl.col("customer_id").is_in(wanted))
         logins = logins.filter(pl.col("customer_id").is_in(wanted))
     if not include_logins:

@@ -232,7 +232,7 @@ def shard_logits(
     rows = data.transaction_rows(day, day)
     if where is not None and len(rows):
         ids = data.events["customer_id"].gather(rows)
-        rows = rows[ids.is_in(pl.Series(customers, dtype=pl.String)).to_numpy()]
+        rows = rows[ids.is_in(pl.Series(customers, dtype=pl.String).implode()).to_numpy()]
     # windows are gathered batch by batch: a day's windows are never all in memory at once
     logits = bundle.logits_rows(data.matrix, data.starts, rows) if len(rows) else np.zeros(0)
     return data.events[rows].select(

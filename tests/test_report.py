@@ -76,6 +76,35 @@ def _day_with_most_frauds(settings, labels: pl.DataFrame, offsets: range) -> dat
 
 
 @pytest.mark.slow
+def test_alert_timelines_read_by_hash_equal_the_read_by_id(validated_home, monkeypatch) -> None:
+    """Hashed days are read by the stored hash first; the timelines are the same as by id."""
+    import pipeline.validate
+    from pipeline.config import Settings
+    from pipeline.report import TIMELINE_EVENTS, alert_timelines
+    from pipeline.validate import hashed_days, read_validated
+
+    use_home(monkeypatch, validated_home)
+    settings = Settings()
+    days = [DAY - timedelta(days=k) for k in range(8)]
+    assert hashed_days(settings, days)
+    tx = read_validated(settings, "transactions", [DAY]).collect().sort("event_id")
+    alerted = tx.group_by("customer_id", maintain_order=True).first().head(5)
+    alerts = alerted.select("event_id", "customer_id", pl.lit("[]").alias("reasons"))
+
+    by_hash = alert_timelines(settings, DAY, alerts)
+    monkeypatch.setattr(pipeline.validate, "hashed_days", lambda *a, **k: False)
+    by_id = alert_timelines(settings, DAY, alerts)
+
+    assert by_hash == by_id
+    assert set(by_hash) == set(alerts["event_id"])
+    for event_id, customer in alerts.select("event_id", "customer_id").iter_rows():
+        rows = by_hash[event_id]
+        assert 1 <= len(rows) <= TIMELINE_EVENTS
+        assert {r["customer_id"] for r in rows} == {customer}
+        assert rows[-1]["event_id"] == event_id and rows[-1]["is_alert"]
+        assert not any(r["is_alert"] for r in rows[:-1])
+
+
 def test_report_shows_the_days_numbers_in_chromium(home_copy, small_zone, monkeypatch) -> None:
     from mlflow import MlflowClient
     from pipeline import db
