@@ -75,7 +75,6 @@ def _day_with_most_frauds(settings, labels: pl.DataFrame, offsets: range) -> dat
     return counts["d"][0]
 
 
-@pytest.mark.slow
 def test_alert_timelines_read_by_hash_equal_the_read_by_id(validated_home, monkeypatch) -> None:
     """Hashed days are read by the stored hash first; the timelines are the same as by id."""
     import pipeline.validate
@@ -105,6 +104,7 @@ def test_alert_timelines_read_by_hash_equal_the_read_by_id(validated_home, monke
         assert not any(r["is_alert"] for r in rows[:-1])
 
 
+@pytest.mark.slow
 def test_report_shows_the_days_numbers_in_chromium(home_copy, small_zone, monkeypatch) -> None:
     from mlflow import MlflowClient
     from pipeline import db
