@@ -9,6 +9,7 @@ embedded as base64 PNG, no external file or network access), and logs the page t
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import logging
@@ -23,6 +24,8 @@ import polars as pl
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
+    from jinja2 import Template
+
     from pipeline.registry import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,7 @@ REPORTS_EXPERIMENT = "fraudseq-reports"
 VOLUME_DAYS = 30
 TIMELINE_DAYS = 7  # how far back an alert's customer timeline reaches
 TIMELINE_EVENTS = 15  # events shown per alert, ending with the alerted transaction
+HIST_BINS = 40  # bins of the risk-score histogram over [0, 1]
 
 _DAILY_SQL = """
     SELECT s.score_date,
@@ -191,8 +195,10 @@ def alert_timelines(settings: Settings, day: date, alerts: pl.DataFrame) -> dict
 
 
 def _png(fig: Any) -> str:
+    """Base64 PNG of ``fig``, drawn once: its margins are fixed where it was made
+    (``bbox_inches="tight"`` would draw the figure twice, to measure and then to paint)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -201,9 +207,11 @@ def score_histogram(scores: pl.DataFrame) -> str:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.5, 2.6))
+    fig.subplots_adjust(left=0.13, right=0.98, bottom=0.19, top=0.96)
     ax = fig.subplots()
-    values = scores["risk_score"].to_numpy()
-    ax.hist(values, bins=[k / 40 for k in range(41)], color="#4c72b0")
+    # counted by numpy and drawn as one filled outline: ``ax.hist`` would make a patch per bin
+    counts, edges = np.histogram(scores["risk_score"].to_numpy(), bins=HIST_BINS, range=(0.0, 1.0))
+    ax.stairs(counts, edges, fill=True, color="#4c72b0")
     alerts = scores.filter(pl.col("alert"))
     if alerts.height:
         cut = float(alerts["risk_score"].min())  # type: ignore[arg-type]
@@ -219,11 +227,12 @@ def volume_chart(daily: pl.DataFrame, day: date) -> str:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.5, 2.4))
+    fig.subplots_adjust(left=0.13, right=0.98, top=0.96)
     ax = fig.subplots()
     ax.bar(daily["score_date"].to_list(), daily["n_alerts"].to_list(), color="#dd8452")
     ax.set_xlim(day - timedelta(days=VOLUME_DAYS), day + timedelta(days=1))  # type: ignore[arg-type]
     ax.set_ylabel("alerts")
-    fig.autofmt_xdate()
+    fig.autofmt_xdate(bottom=0.27)  # room for the slanted dates
     return _png(fig)
 
 
@@ -311,6 +320,16 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+@functools.cache
+def _template() -> Template:
+    """The page template, compiled once per process (compiling took about 60 ms a report)."""
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True)
+    env.globals["pct"] = _pct
+    return env.from_string(_TEMPLATE)
+
+
 def render_report(
     settings: Settings,
     day: date,
@@ -319,8 +338,6 @@ def render_report(
     drift_record: dict[str, Any] | None,
 ) -> str:
     """The report page as one self-contained HTML string."""
-    from jinja2 import Environment
-
     alerts = scores.filter(pl.col("alert")).sort("risk_rank")
     alert_rows = [
         {**a, "reasons": json.loads(a["reasons"] or "[]"), "event_time": str(a["event_time"])[:19]}
@@ -334,9 +351,7 @@ def render_report(
             r["event_time"] = str(r["event_time"])[:19]
     quality = matured_quality(daily, day, settings.label_delay_days).to_dicts()
     drift_rows = sorted((drift_record or {}).get("psi", {}).items(), key=lambda kv: -kv[1])
-    env = Environment(autoescape=True)
-    env.globals["pct"] = _pct
-    return env.from_string(_TEMPLATE).render(
+    return _template().render(
         day=day.isoformat(),
         model_name=scores["model_name"][0] if scores.height else settings.model_name,
         model_version=scores["model_version"][0] if scores.height else "-",
