@@ -8,6 +8,8 @@ what makes a score immune to events appended later.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -125,12 +127,45 @@ def _ordered_events(
     ids again. The key is unique (validation keeps an event_id once per day and log, and only on
     its own date), so the order is total and a sort that need not keep input order gives the
     same rows.
+
+    When (rank, time, source) fit in one 64-bit integer (``_packed_key``: a shard's month of
+    history does), the sort compares that integer and then event_id, which costs about half
+    of comparing three columns and then event_id; the order is the same.
     """
     both = _unified_events(transactions, logins, reason_columns).collect()
     ids = both.select(pl.col("customer_id").unique().sort()).with_row_index(_RUN)
     # join the id column alone: joining the whole frame would copy every string column once more
     run = both.select("customer_id").join(ids, on="customer_id", how="left", maintain_order="left")[_RUN]
-    return both.with_columns(run).sort([_RUN, *CONTRACT_ORDER[1:]])
+    both = both.with_columns(run)
+    packed = _packed_key(both, ids.height)
+    if packed is None:
+        return both.sort([_RUN, *CONTRACT_ORDER[1:]])
+    key = "_packed_key"
+    return both.with_columns(packed.alias(key)).sort([key, "event_id"]).drop(key)
+
+
+_KEY_BITS = 64
+
+
+def _packed_key(both: pl.DataFrame, n_customers: int) -> pl.Expr | None:
+    """(rank, microseconds since the earliest event, source) as one UInt64 that sorts as the
+    three columns do; None when they need more than ``_KEY_BITS`` bits or a time is missing."""
+    micros = pl.col("event_time").dt.epoch("us")
+    stats = both.select(
+        micros.min().alias("lo"), micros.max().alias("hi"), micros.null_count().alias("nulls")
+    )
+    lo, hi, nulls = stats.row(0)
+    if both.height == 0 or nulls:
+        return None
+    time_bits = int(hi - lo).bit_length() + 1  # and one bit for the source (0 login, 1 transaction)
+    if max(n_customers - 1, 0).bit_length() + time_bits > _KEY_BITS:
+        return None
+    u64 = pl.UInt64
+    return (
+        pl.col(_RUN).cast(u64) * pl.lit(1 << time_bits, dtype=u64)
+        + (micros - lo).cast(u64) * pl.lit(2, dtype=u64)
+        + pl.col("source").cast(u64)
+    )
 
 
 def _customer_run() -> pl.Expr:
@@ -160,37 +195,124 @@ def event_features(events: pl.LazyFrame) -> pl.LazyFrame:
 
 def _add_features(events: pl.LazyFrame) -> pl.LazyFrame:
     """``event_features`` on events that carry ``_RUN``, which stays."""
+    exprs = {**_history_features(), **_row_features()}
+    return events.with_columns(exprs[name] for name in _FEATURE_ORDER)
+
+
+def _history_features() -> dict[str, pl.Expr]:
+    """The features that read the customer's earlier rows (sums, gaps, first sightings).
+
+    Computed over the whole frame in contract order, before any row is left out.
+    """
     is_tx = pl.col("source") == 1
-    log_amt = pl.when(is_tx).then(pl.col("amount").log1p()).otherwise(0.0)
+    log_amt = _log_amount()
     cust = _RUN
     minutes = pl.col("event_time").dt.epoch("s").cast(pl.Float64) / 60.0
     prev_tx_sum = (log_amt.cum_sum() - log_amt).over(cust)
     prev_tx_n = (is_tx.cast(pl.Float64).cum_sum() - is_tx.cast(pl.Float64)).over(cust)
     is_login = pl.col("source") == 0
     last_login_minutes = pl.when(is_login).then(minutes).otherwise(None).shift(1).forward_fill().over(cust)
-    hour = pl.col("event_time").dt.hour().cast(pl.Float64) + pl.col("event_time").dt.minute() / 60.0
-
     first_of_customer = (pl.col(_RUN) != pl.col(_RUN).shift(1)).fill_null(True)
-    return events.with_columns(
-        *[(pl.col("kind") == k).cast(pl.Float32).alias(f"kind_{k}") for k in EVENT_KINDS],
-        log_amt.alias("log_amount"),
-        pl.when(is_tx & (prev_tx_n > 0))
+    return {
+        "amount_vs_history": pl.when(is_tx & (prev_tx_n > 0))
         .then(log_amt - prev_tx_sum / prev_tx_n)
         .otherwise(0.0)
         .alias("amount_vs_history"),
-        (minutes - minutes.shift(1).over(cust)).clip(0.0).log1p().fill_null(_NO_GAP).alias("log_gap_prev"),
-        (minutes - last_login_minutes).clip(0.0).log1p().fill_null(_NO_GAP).alias("log_gap_prev_login"),
-        pl.lit(1.0, pl.Float32).alias("is_real"),
-        is_tx.cast(pl.Float32).alias("is_transaction"),
-        first_of_customer.cast(pl.Float32).alias("first_event"),
-        _first_seen("device_id").alias("new_device"),
-        _first_seen("country").alias("new_country"),
-        _first_seen("merchant_id").alias("new_merchant"),
-        _first_seen("ip_address").alias("new_ip"),
-        pl.col("device_id").is_null().cast(pl.Float32).alias("missing_device"),
-        (hour * (2 * math.pi / 24)).sin().alias("hour_sin"),
-        (hour * (2 * math.pi / 24)).cos().alias("hour_cos"),
-    )
+        "log_gap_prev": (minutes - minutes.shift(1).over(cust))
+        .clip(0.0)
+        .log1p()
+        .fill_null(_NO_GAP)
+        .alias("log_gap_prev"),
+        "log_gap_prev_login": (minutes - last_login_minutes)
+        .clip(0.0)
+        .log1p()
+        .fill_null(_NO_GAP)
+        .alias("log_gap_prev_login"),
+        "first_event": first_of_customer.cast(pl.Float32).alias("first_event"),
+        "new_device": _first_seen("device_id").alias("new_device"),
+        "new_country": _first_seen("country").alias("new_country"),
+        "new_merchant": _first_seen("merchant_id").alias("new_merchant"),
+        "new_ip": _first_seen("ip_address").alias("new_ip"),
+    }
+
+
+def _log_amount() -> pl.Expr:
+    return pl.when(pl.col("source") == 1).then(pl.col("amount").log1p()).otherwise(0.0)
+
+
+def _row_features() -> dict[str, pl.Expr]:
+    """The features of a row alone: they need no other row, so only the kept rows compute them."""
+    hour = pl.col("event_time").dt.hour().cast(pl.Float64) + pl.col("event_time").dt.minute() / 60.0
+    return {
+        **{f"kind_{k}": (pl.col("kind") == k).cast(pl.Float32).alias(f"kind_{k}") for k in EVENT_KINDS},
+        "log_amount": _log_amount().alias("log_amount"),
+        "is_real": pl.lit(1.0, pl.Float32).alias("is_real"),
+        "is_transaction": (pl.col("source") == 1).cast(pl.Float32).alias("is_transaction"),
+        "missing_device": pl.col("device_id").is_null().cast(pl.Float32).alias("missing_device"),
+        "hour_sin": (hour * (2 * math.pi / 24)).sin().alias("hour_sin"),
+        "hour_cos": (hour * (2 * math.pi / 24)).cos().alias("hour_cos"),
+    }
+
+
+# the event table's column order of the features above, as it has always been
+_FEATURE_ORDER = (
+    *KIND_FEATURES,
+    "log_amount",
+    "amount_vs_history",
+    "log_gap_prev",
+    "log_gap_prev_login",
+    "is_real",
+    "is_transaction",
+    "first_event",
+    "new_device",
+    "new_country",
+    "new_merchant",
+    "new_ip",
+    "missing_device",
+    "hour_sin",
+    "hour_cos",
+)
+
+
+@dataclass(frozen=True)
+class WindowsOf:
+    """Keep only the rows that the windows of the transactions of days ``first``..``last`` read.
+
+    Scoring a day needs each scored customer's history only for the sums, gaps and first
+    sightings of its events; the windows themselves read at most the ``window - 1`` rows before
+    each scored transaction. Rows outside every window (older events, customers without a
+    scored transaction, events after a customer's last scored transaction) are dropped once the
+    history features are computed, so the trailing sums, the row features and the feature matrix
+    are computed for the kept rows only. A kept window holds exactly the rows it held in the
+    whole table: a customer's kept rows are consecutive, from ``window - 1`` rows before its first
+    scored transaction (or its first row) to its last scored transaction.
+    """
+
+    first: date
+    last: date
+    window: int
+
+    def rows(self, df: pl.DataFrame) -> np.ndarray:
+        """Sorted row indexes of ``df`` (contract order, ``_RUN`` present) to keep."""
+        n = df.height
+        day = df["event_time"].dt.date()
+        scored = ((df["source"] == 1) & (day >= self.first) & (day <= self.last)).to_numpy()
+        idx = np.flatnonzero(scored)
+        if len(idx) == 0:
+            return idx
+        run = df[_RUN].to_numpy()
+        new_run = np.empty(n, dtype=bool)
+        new_run[0] = True
+        np.not_equal(run[1:], run[:-1], out=new_run[1:])
+        run_start = np.flatnonzero(new_run)[np.cumsum(new_run) - 1]  # each row's customer's first row
+        owner = run[idx]
+        first = idx[np.r_[True, owner[1:] != owner[:-1]]]  # first scored row of each customer
+        last = idx[np.r_[owner[1:] != owner[:-1], True]]  # and its last
+        lo = np.maximum(run_start[first], first - (self.window - 1))
+        edges = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(edges, lo, 1)
+        np.add.at(edges, last + 1, -1)
+        return np.flatnonzero(np.cumsum(edges[:-1]) > 0)
 
 
 class TrailingWindows:
@@ -198,40 +320,53 @@ class TrailingWindows:
 
     Rolling-by-time windows in Polars include later rows with an equal timestamp; here the
     row's own position is the upper bound, so ties later in contract order never count.
-    The frame must be in contract order (customer, then time).
+    The frame must be in contract order (customer, then time). ``rows`` (sorted indexes): the
+    sums are wanted for those rows only; the windows still count every row of the frame.
     """
 
-    def __init__(self, df: pl.DataFrame) -> None:
+    def __init__(self, df: pl.DataFrame, rows: np.ndarray | None = None) -> None:
         run = df[_RUN] if _RUN in df.columns else df.select(_customer_run()).to_series()
         cust_code = run.to_numpy().astype(np.int64)
         secs = df["event_time"].dt.epoch("s").to_numpy().astype(np.int64)
         secs = secs - (secs.min() if len(secs) else 0)
         self.key = cust_code * (1 << 34) + secs  # sorted, because df is in (customer, time) order
+        self.rows = rows
         self._starts: dict[int, np.ndarray] = {}  # one search per span, shared by its sums
 
     def total(self, values: np.ndarray, seconds: int) -> np.ndarray:
         """Sum of ``values`` over the customer's rows in (t - seconds, ... this row]."""
+        ends = self.key if self.rows is None else self.key[self.rows]
         start = self._starts.get(seconds)
         if start is None:
-            start = self._starts[seconds] = np.searchsorted(self.key, self.key - seconds, side="left")
+            start = self._starts[seconds] = np.searchsorted(self.key, ends - seconds, side="left")
         cum = np.empty(len(values) + 1, dtype=np.float64)
         cum[0] = 0.0
         np.cumsum(values, dtype=np.float64, out=cum[1:])
-        return cum[1:] - cum[start]  # rows (start, ..., this row]
+        upto = cum[1:] if self.rows is None else cum[self.rows + 1]
+        return upto - cum[start]  # rows (start, ..., this row]
 
 
-def add_recent_counts(df: pl.DataFrame) -> pl.DataFrame:
-    """Events, failed logins and spend over the last hour/day of each customer, up to each row."""
-    win = TrailingWindows(df)
+RECENT_COUNTS = ("log_events_1h", "log_events_24h", "log_failures_24h", "log_tx_amount_24h")
+
+
+def add_recent_counts(df: pl.DataFrame, keep: np.ndarray | None = None) -> pl.DataFrame:
+    """Events, failed logins and spend over the last hour/day of each customer, up to each row.
+
+    ``keep`` (sorted row indexes): only those rows are returned, their sums still counting
+    every row of ``df``.
+    """
+    win = TrailingWindows(df, keep)
     ones = np.ones(df.height)
     fail = (df["kind"] == "login_failure").to_numpy().astype(np.float64)
     amt = np.where(df["source"].to_numpy() == 1, df["amount"].fill_null(0.0).to_numpy(), 0.0)
-    return df.with_columns(
-        pl.Series("log_events_1h", np.log1p(win.total(ones, 3600)), dtype=pl.Float64),
-        pl.Series("log_events_24h", np.log1p(win.total(ones, 86400)), dtype=pl.Float64),
-        pl.Series("log_failures_24h", np.log1p(win.total(fail, 86400)), dtype=pl.Float64),
-        pl.Series("log_tx_amount_24h", np.log1p(np.maximum(win.total(amt, 86400), 0.0)), dtype=pl.Float64),
-    )
+    sums = {
+        "log_events_1h": np.log1p(win.total(ones, 3600)),
+        "log_events_24h": np.log1p(win.total(ones, 86400)),
+        "log_failures_24h": np.log1p(win.total(fail, 86400)),
+        "log_tx_amount_24h": np.log1p(np.maximum(win.total(amt, 86400), 0.0)),
+    }
+    out = df if keep is None else df[keep]
+    return out.with_columns(pl.Series(name, sums[name], dtype=pl.Float64) for name in RECENT_COUNTS)
 
 
 ACCOUNT_CHANGES = ("password_reset", "mfa_change", "profile_change")
@@ -263,22 +398,32 @@ def login_aggregates(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def build_event_table(
-    transactions: pl.LazyFrame, logins: pl.LazyFrame, reason_columns: bool = True
+    transactions: pl.LazyFrame,
+    logins: pl.LazyFrame,
+    reason_columns: bool = True,
+    windows_of: WindowsOf | None = None,
 ) -> pl.DataFrame:
     """Interleave, featurise and collect: one row per event, FEATURE_NAMES filled in.
 
     ``reason_columns=False`` leaves out REASON_ONLY_COLUMNS (same rows, same features).
+    ``windows_of``: keep only the rows those transactions' windows read (``WindowsOf``); the
+    kept rows carry exactly the features they carry in the whole table.
     """
     order = "_contract_row"
-    lf = event_features(_ordered_events(transactions, logins, reason_columns).lazy().with_row_index(order))
-    df = lf.collect()
+    ordered = _ordered_events(transactions, logins, reason_columns)
+    columns = [c for c in ordered.columns if c != _RUN]
+    df = ordered.lazy().with_row_index(order).with_columns(_history_features().values()).collect()
     # The streaming engine may reorder rows; the row index says whether it did (a cheap
     # check, where sorting again costs as much as the first sort).
     rows = df[order].to_numpy()
     if len(rows) > 1 and not bool(np.all(rows[1:] > rows[:-1])):
         df = df.sort(order)
-    df = add_recent_counts(df.drop(order)).drop(_RUN)
-    return df.with_columns([pl.col(c).cast(pl.Float32) for c in FEATURE_NAMES])
+    keep = windows_of.rows(df) if windows_of is not None else None
+    df = add_recent_counts(df.drop(order), keep).with_columns(_row_features().values())
+    return df.select(
+        *columns,
+        *[pl.col(c).cast(pl.Float32) for c in (*_FEATURE_ORDER, *RECENT_COUNTS)],
+    )
 
 
 def feature_matrix(df: pl.DataFrame) -> np.ndarray:

@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import polars as pl
 
-from features.events import build_event_table, customer_starts, feature_matrix
+from features.events import WindowsOf, build_event_table, customer_starts, feature_matrix
 from pipeline.config import Settings
 from pipeline.errors import MissingInputError
 
@@ -67,6 +67,7 @@ def load_events(
     frames: tuple[pl.LazyFrame, pl.LazyFrame] | None = None,
     where: pl.Expr | None = None,
     reason_columns: bool = True,
+    windows_of: WindowsOf | None = None,
 ) -> EventData:
     """Interleave validated logins and transactions of ``days`` and featurise them.
 
@@ -80,6 +81,9 @@ def load_events(
     (``features.hashing.in_shard``), which the Parquet reader turns into skipped row groups.
     ``reason_columns=False``: without the columns only the alert reasons read
     (``features.events.REASON_ONLY_COLUMNS``), for a pass that only scores.
+    ``windows_of``: keep only the rows the windows of those transactions read
+    (``features.events.WindowsOf``), for a pass that scores them: their windows and feature
+    rows are the same as in the whole table, and the other rows never get their row features.
     """
     from pipeline.validate import read_validated
 
@@ -94,7 +98,7 @@ def load_events(
         logins = logins.filter(pl.col("customer_id").is_in(wanted))
     if not include_logins:
         logins = logins.filter(pl.lit(False))
-    events = build_event_table(tx, logins, reason_columns)
+    events = build_event_table(tx, logins, reason_columns, windows_of)
     return EventData(events, feature_matrix(events), customer_starts(events))
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from features.events import WindowsOf
 from features.hashing import in_shard, of_customers, shard_of
 from pipeline.config import Settings
 from pipeline.errors import MissingInputError, UsageError
@@ -218,17 +219,21 @@ def shard_logits(
 
     if not customers:
         return pl.DataFrame(schema=SHARD_SCHEMA)
-    # scores only: the alerts' reasons are written by finalise_day, from its own read
+    # scores only: the alerts' reasons are written by finalise_day, from its own read; and only
+    # the rows the day's windows read get their row features and a feature matrix row
+    windows = WindowsOf(day, day, bundle.window)
     if frames is not None:
-        data = load_events(settings, days, frames=frames, reason_columns=False)
+        data = load_events(settings, days, frames=frames, reason_columns=False, windows_of=windows)
     elif where is not None:
         # hashed days: the customers are picked by their stored hash, an integer test, in place
         # of their ids. A customer whose hash collides with one of theirs is read too; its events
         # are featurised on their own (features never look across customers) and its rows are
         # dropped below, so no score changes.
-        data = load_events(settings, days, where=where & of_customers(customers), reason_columns=False)
+        data = load_events(
+            settings, days, where=where & of_customers(customers), reason_columns=False, windows_of=windows
+        )
     else:
-        data = load_events(settings, days, customers=customers, reason_columns=False)
+        data = load_events(settings, days, customers=customers, reason_columns=False, windows_of=windows)
     rows = data.transaction_rows(day, day)
     if where is not None and len(rows):
         ids = data.events["customer_id"].gather(rows)

@@ -217,3 +217,75 @@ def test_normaliser_scales_only_continuous_features_and_round_trips() -> None:
     np.testing.assert_array_equal(out[:, i_flag], m[:, i_flag])
     again = Normaliser.from_dict(norm.to_dict()).transform(m)
     np.testing.assert_array_equal(out, again)
+
+
+def test_a_scoring_pass_keeps_exactly_the_rows_its_windows_read() -> None:
+    """``windows_of``: the kept rows are the scored transactions' windows, with the features and
+    windows they have in the whole table; sums and first sightings still count the dropped rows."""
+    from features.events import WindowsOf
+
+    day2 = 2 * 24 * 60.0  # minutes from T0 to the scored day (T0 is 12:00, so day 2 starts at 36 h)
+    txs = [tx(f"a{i:02d}", "A", i * 60.0, 10.0 + i, f"M{i % 5}") for i in range(30)]  # days 0..1
+    txs += [tx(f"A{i}", "A", day2 + i * 30.0, 500.0, "MX", country="RO") for i in range(3)]
+    txs += [tx(f"B{i}", "B", day2 + i * 10.0, 20.0) for i in range(2)]  # all on the scored day
+    txs += [tx(f"c{i}", "C", i * 90.0, 15.0) for i in range(6)]  # no transaction on the scored day
+    txs += [tx("e0", "E", 100.0, 40.0), tx("E0", "E", day2 + 5.0, 41.0)]
+    logins = [login(f"l{i}", "A", i * 45.0 + 7.0, device_id=f"D{i % 3}") for i in range(12)]
+    logins += [login("late", "A", day2 + 200.0)]  # after A's last scored transaction
+    logins += [login(f"d{i}", "D", day2 + i) for i in range(3)]  # only logins on the scored day
+    full = table(txs, logins)
+    t_schema = {"event_time": pl.Datetime("us", "UTC"), "amount": pl.Float64, "device_id": pl.String}
+    t = pl.DataFrame(txs, schema_overrides=t_schema | {"ip_address": pl.String}).lazy()
+    lg = pl.DataFrame(logins, schema_overrides={"event_time": pl.Datetime("us", "UTC")}).lazy()
+    day = (T0 + timedelta(minutes=day2)).date()
+    window = 8
+    lean = build_event_table(t, lg, windows_of=WindowsOf(day, day, window))
+
+    ids = full["event_id"].to_list()
+    a_first = ids.index("A0")
+    expected = ids[a_first - (window - 1) : ids.index("A2") + 1] + ["B0", "B1", "e0", "E0"]
+    assert sorted(lean["event_id"].to_list()) == sorted(expected)
+    # the same rows, in the same order, with the same features as in the whole table
+    assert lean.equals(full.filter(pl.col("event_id").is_in(expected)))
+
+    def windows(df: pl.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
+        scored = (df["source"] == 1) & (df["event_time"].dt.date() == day)
+        rows = np.flatnonzero(scored.to_numpy())
+        x, lengths = gather_windows(feature_matrix(df), customer_starts(df), rows, window)
+        return df["event_id"].gather(rows).to_list(), x, lengths
+
+    ids_full, x_full, len_full = windows(full)
+    ids_lean, x_lean, len_lean = windows(lean)
+    assert ids_lean == ids_full == ["A0", "A1", "A2", "B0", "B1", "E0"]
+    assert np.array_equal(len_lean, len_full) and list(len_full) == [8, 8, 8, 1, 2, 2]
+    assert np.array_equal(x_lean, x_full)
+    # nothing to score: nothing kept
+    none = build_event_table(t, lg, windows_of=WindowsOf(day + timedelta(days=1), day + timedelta(days=1), 8))
+    assert none.height == 0 and none.columns == full.columns
+
+
+def test_the_packed_sort_key_orders_rows_as_the_columns_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(rank, time, source) packed in one integer gives the table that sorting the columns gives."""
+    from features import events
+
+    customers = ["C9", "C10", "c2", "C1", "C100", "b"]
+    # equal times across logs and within a log, so the source and the event_id decide
+    txs = [tx(f"t{i:02d}", customers[i % 6], float(i * 7 % 12), 2.0 + i) for i in range(40)]
+    txs += [tx("z0", "b", 10 * 24 * 60.0, 5.0), tx("a0", "b", 10 * 24 * 60.0, 6.0)]
+    logins = [login(f"l{i:02d}", customers[i % 4], float(i * 5 % 12)) for i in range(20)]
+    logins += [login("zz", "b", 10 * 24 * 60.0)]  # sorts after the two transactions by id, before them by log
+    packed = table(txs, logins)
+    ordered = events._ordered_events(*(f.lazy() for f in _frames(txs, logins)))
+    assert events._packed_key(ordered, 6) is not None  # the table above took the packed path
+    monkeypatch.setattr(events, "_KEY_BITS", 8)  # too few bits: the column sort
+    assert events._packed_key(ordered, 6) is None
+    assert table(txs, logins).equals(packed)
+    keys = packed.select("customer_id", "event_time", "source", "event_id")
+    assert keys.equals(keys.sort(keys.columns))
+    assert packed.filter(pl.col("customer_id") == "b")["event_id"].tail(3).to_list() == ["zz", "a0", "z0"]
+
+
+def _frames(txs: list[dict], logins: list[dict]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    t = pl.DataFrame(txs, schema_overrides={"event_time": pl.Datetime("us", "UTC"), "device_id": pl.String})
+    lg = pl.DataFrame(logins, schema_overrides={"event_time": pl.Datetime("us", "UTC")})
+    return t.with_columns(pl.col("ip_address").cast(pl.String)), lg
