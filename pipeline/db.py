@@ -224,7 +224,7 @@ def _driver(conn: sa.Connection) -> Any:
 
 
 def init_schema(engine: sa.Engine) -> None:
-    """Create the three tables, the current_scores view and the indexes; safe to repeat.
+    """Create the three tables, the current_scores view and, on PostgreSQL, the indexes; safe to repeat.
 
     Only missing objects are created, so a PostgreSQL writer role without
     CREATE rights can call this once an admin has run it.
@@ -237,9 +237,15 @@ def init_schema(engine: sa.Engine) -> None:
         if CURRENT_VIEW not in relations:
             conn.exec_driver_sql(_VIEW_DDL)
         indexes = _existing_indexes(conn)
-        for name, ddl in _INDEX_DDL.items():
-            if name not in indexes:
-                conn.exec_driver_sql(ddl)
+        if _is_postgres(conn):
+            for name, ddl in _INDEX_DDL.items():
+                if name not in indexes:
+                    conn.exec_driver_sql(ddl)
+        else:
+            # DuckDB filters by its row groups' min/max, and its ART indexes make replacing a
+            # scored day slow (``write_scored_day``): a file made before this drops them
+            for name in set(_INDEX_DDL) & indexes:
+                conn.exec_driver_sql(f"DROP INDEX {name}")
 
 
 def _existing_relations(conn: sa.Connection) -> set[str]:
@@ -325,8 +331,14 @@ def _duckdb_view(conn: sa.Connection, name: str, frame: pl.DataFrame) -> Iterato
     raw.unregister(name)
 
 
-def _bulk_insert(conn: sa.Connection, table: str, frame: pl.DataFrame) -> None:
-    """Append ``frame`` (columns named and typed as the table) inside the open transaction."""
+def _bulk_insert(
+    conn: sa.Connection, table: str, frame: pl.DataFrame, replace_on: tuple[str, ...] = ()
+) -> None:
+    """Append ``frame`` (columns named and typed as the table) inside the open transaction.
+
+    ``replace_on`` (DuckDB only): the primary key; a row whose key is already stored replaces
+    that row's other columns.
+    """
     if frame.is_empty():
         return
     columns = ", ".join(frame.columns)
@@ -340,8 +352,13 @@ def _bulk_insert(conn: sa.Connection, table: str, frame: pl.DataFrame) -> None:
                 copy.write_row(row)
         return
     stage = f"{table}_incoming"
+    upsert = ""
+    if replace_on:  # names only: the table's constant columns (``_conform``) and keys (``_KEYS``)
+        keys = ", ".join(replace_on)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in frame.columns if c not in replace_on)
+        upsert = f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
     with _duckdb_view(conn, stage, frame):
-        conn.exec_driver_sql(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage}")
+        conn.exec_driver_sql(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage}{upsert}")
 
 
 # ---------------------------------------------------------------- writing
@@ -375,16 +392,21 @@ def write_scored_day(
         CUSTOMER_COLUMNS,
         CUSTOMER_TABLE,
     )
+    _check_unique_keys(SCORES_TABLE, scores)
+    _check_unique_keys(CUSTOMER_TABLE, customer_risk)
     day = {"day": score_date, "version": model_version}
     with engine.begin() as conn:
-        for table in (SCORES_TABLE, CUSTOMER_TABLE):
-            conn.execute(
-                sa.text(f"DELETE FROM {table} WHERE score_date = :day AND model_version = :version"),
-                day,
-            )
-        checkpoint("score.deleted")
-        _bulk_insert(conn, SCORES_TABLE, scores)
-        _bulk_insert(conn, CUSTOMER_TABLE, customer_risk)
+        if _is_postgres(conn):
+            for table in (SCORES_TABLE, CUSTOMER_TABLE):
+                conn.execute(
+                    sa.text(f"DELETE FROM {table} WHERE score_date = :day AND model_version = :version"),
+                    day,
+                )
+            checkpoint("score.deleted")
+            _bulk_insert(conn, SCORES_TABLE, scores)
+            _bulk_insert(conn, CUSTOMER_TABLE, customer_risk)
+        else:
+            _replace_day_duckdb(conn, {SCORES_TABLE: scores, CUSTOMER_TABLE: customer_risk}, day)
         checkpoint("score.inserted")
     log.info(
         "wrote %d scores for %s, model version %s",
@@ -393,6 +415,46 @@ def write_scored_day(
         model_version,
     )
     return scores.height
+
+
+_KEYS = {
+    SCORES_TABLE: ("event_id", "model_version"),
+    CUSTOMER_TABLE: ("customer_id", "score_date", "model_version"),
+}
+
+
+def _replace_day_duckdb(conn: sa.Connection, frames: dict[str, pl.DataFrame], day: dict[str, Any]) -> None:
+    """Replace the day's rows in DuckDB: delete only the rows the new frames no longer hold,
+    then insert the rest, replacing on the primary key the rows stored already.
+
+    Deleting the whole day first, as on PostgreSQL, makes DuckDB's commit remove every deleted
+    row from the primary-key index: re-scoring a 1M-transaction day took 82 s at commit that
+    way, against about 1 s this way (a re-run keeps the same event ids). The keys were checked
+    unique first (``_check_unique_keys``): DuckDB's ON CONFLICT would keep one of two rows
+    with the same key without an error.
+    """
+    for table, frame in frames.items():
+        keys = _KEYS[table]
+        stage = f"{table}_kept"
+        with _duckdb_view(conn, stage, frame.select(keys)):
+            match = " AND ".join(f"n.{k} = {table}.{k}" for k in keys)
+            conn.execute(
+                sa.text(
+                    f"DELETE FROM {table} WHERE score_date = :day AND model_version = :version "
+                    f"AND NOT EXISTS (SELECT 1 FROM {stage} AS n WHERE {match})"
+                ),
+                day,
+            )
+    checkpoint("score.deleted")
+    for table, frame in frames.items():
+        _bulk_insert(conn, table, frame, replace_on=_KEYS[table])
+
+
+def _check_unique_keys(table: str, frame: pl.DataFrame) -> None:
+    dup = frame.filter(pl.struct(_KEYS[table]).is_duplicated()).select(_KEYS[table]).head(1)
+    if dup.height:
+        key = ", ".join(f"{k}={v}" for k, v in dup.row(0, named=True).items())
+        raise ValueError(f"{table}: duplicate primary key ({key}) among the rows to write")
 
 
 def latest_labels(labels: pl.DataFrame) -> pl.DataFrame:

@@ -25,6 +25,8 @@ INJECTION_IDS = ["x'); DROP TABLE transaction_scores;--", "1 OR 1=1", 'quote"d\\
 SQL_NAMES = {
     "table", "columns", "stage", "query", "SCORES_TABLE", "CUSTOMER_TABLE", "LABELS_TABLE",
     "CURRENT_VIEW", "_LABEL_STAGE",
+    # DuckDB's replace of a day: primary-key and column names joined (``db._KEYS``, the columns)
+    "keys", "updates", "upsert", "match",
 }  # fmt: skip
 SQL_CALLS = {"text", "exec_driver_sql", "execute", "copy"}
 
@@ -74,6 +76,9 @@ def test_table_and_column_names_spliced_are_constants() -> None:
         assert all(c.isidentifier() for c in columns)
     for table in (db.SCORES_TABLE, db.CUSTOMER_TABLE, db.LABELS_TABLE, db.CURRENT_VIEW, db._LABEL_STAGE):
         assert table.isidentifier()
+    columns_of = {db.SCORES_TABLE: db.SCORE_COLUMNS, db.CUSTOMER_TABLE: db.CUSTOMER_COLUMNS}
+    for table, keys in db._KEYS.items():
+        assert set(keys) <= set(columns_of[table])
 
 
 @pytest.mark.slow
