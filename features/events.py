@@ -40,6 +40,8 @@ FLAG_FEATURES = (
     "missing_device",
 )
 CYCLIC_FEATURES = ("hour_sin", "hour_cos")
+# the continuous features that are sums over a trailing time window (``add_recent_counts``)
+RECENT_COUNTS = ("log_events_1h", "log_events_24h", "log_failures_24h", "log_tx_amount_24h")
 FEATURE_NAMES: tuple[str, ...] = KIND_FEATURES + CONTINUOUS_FEATURES + FLAG_FEATURES + CYCLIC_FEATURES
 
 _NO_GAP = math.log1p(60 * 24 * 90.0)  # "never before": a gap of ~90 days, in log-minutes
@@ -254,23 +256,13 @@ def _row_features() -> dict[str, pl.Expr]:
     }
 
 
-# the event table's column order of the features above, as it has always been
+# the event table's column order of the features above, as it has always been; the trailing
+# sums (RECENT_COUNTS) come after them
 _FEATURE_ORDER = (
     *KIND_FEATURES,
-    "log_amount",
-    "amount_vs_history",
-    "log_gap_prev",
-    "log_gap_prev_login",
-    "is_real",
-    "is_transaction",
-    "first_event",
-    "new_device",
-    "new_country",
-    "new_merchant",
-    "new_ip",
-    "missing_device",
-    "hour_sin",
-    "hour_cos",
+    *(c for c in CONTINUOUS_FEATURES if c not in RECENT_COUNTS),
+    *FLAG_FEATURES,
+    *CYCLIC_FEATURES,
 )
 
 
@@ -344,9 +336,6 @@ class TrailingWindows:
         np.cumsum(values, dtype=np.float64, out=cum[1:])
         upto = cum[1:] if self.rows is None else cum[self.rows + 1]
         return upto - cum[start]  # rows (start, ..., this row]
-
-
-RECENT_COUNTS = ("log_events_1h", "log_events_24h", "log_failures_24h", "log_tx_amount_24h")
 
 
 def add_recent_counts(df: pl.DataFrame, keep: np.ndarray | None = None) -> pl.DataFrame:
