@@ -292,12 +292,8 @@ class WindowsOf:
         idx = np.flatnonzero(scored)
         if len(idx) == 0:
             return idx
-        run = df[_RUN].to_numpy()
-        new_run = np.empty(n, dtype=bool)
-        new_run[0] = True
-        np.not_equal(run[1:], run[:-1], out=new_run[1:])
-        run_start = np.flatnonzero(new_run)[np.cumsum(new_run) - 1]  # each row's customer's first row
-        owner = run[idx]
+        run_start = customer_starts(df, _RUN)  # each row's customer's first row
+        owner = df[_RUN].to_numpy()[idx]
         first = idx[np.r_[True, owner[1:] != owner[:-1]]]  # first scored row of each customer
         last = idx[np.r_[owner[1:] != owner[:-1], True]]  # and its last
         lo = np.maximum(run_start[first], first - (self.window - 1))
@@ -423,12 +419,15 @@ def feature_matrix(df: pl.DataFrame) -> np.ndarray:
     return df.select(FEATURE_NAMES).to_numpy(order="c").astype(np.float32, copy=False)
 
 
-def customer_starts(df: pl.DataFrame) -> np.ndarray:
-    """For each row, the row index of its customer's first event (frame sorted by customer)."""
+def customer_starts(df: pl.DataFrame, column: str = "customer_id") -> np.ndarray:
+    """For each row, the row index of its customer's first event (frame sorted by customer).
+
+    ``column``: what tells customers apart (the id, or the rank ``_RUN`` where the frame has it).
+    """
     n = df.height
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    cust = df["customer_id"]
+    cust = df[column]
     # compared in Polars: the strings never become Python objects
     is_start = (cust != cust.shift(1)).fill_null(True).to_numpy()
     starts = np.flatnonzero(is_start)
