@@ -179,10 +179,21 @@ def _customer_run() -> pl.Expr:
     return (pl.col("customer_id") != pl.col("customer_id").shift(1)).fill_null(True).cum_sum()
 
 
+_RUN_SHIFT = 1 << 32  # the rank (below 2**32) times this fills the upper half of a 64-bit key
+
+
 def _first_seen(col: str) -> pl.Expr:
-    """1 when this customer shows a non-null ``col`` value for the first time."""
-    first = pl.struct(_RUN, col).is_first_distinct()
-    return (pl.col(col).is_not_null() & first).cast(pl.Float32)
+    """1 when this customer shows a non-null ``col`` value for the first time.
+
+    A (customer, value) pair is one UInt64 key: the value's 64-bit hash xor the customer's rank
+    shifted into the upper 32 bits. ``is_first_distinct`` on that key costs about half of the
+    same test on a struct of the rank and the string. Two distinct pairs share a key only when
+    their hashes differ in exactly the bits their ranks do, a chance of 2**-64 per pair: a day's
+    millions of pairs leave a collision, which would clear one flag, at about one in 10**6 days.
+    The hash is Polars' own, stable within one Polars version; every key lives in one process.
+    """
+    key = pl.col(col).hash(seed=0) ^ (pl.col(_RUN).cast(pl.UInt64) * _RUN_SHIFT)
+    return (pl.col(col).is_not_null() & key.is_first_distinct()).cast(pl.Float32)
 
 
 def event_features(events: pl.LazyFrame) -> pl.LazyFrame:

@@ -96,6 +96,54 @@ def test_first_seen_flags_and_history_relative_amount() -> None:
     assert rows["t3"]["log_gap_prev_login"] == pytest.approx(np.log1p(5.0), rel=1e-5)
 
 
+def test_first_seen_flags_are_per_customer_and_match_a_set_of_seen_values() -> None:
+    """The flags come from one hashed key per (customer, value): a value another customer showed
+    first is still new to this one, and a repeat is never new."""
+    rng = np.random.default_rng(11)
+    txs = [
+        tx(
+            f"t{i:03d}",
+            f"C{i % 9}",
+            float(i),
+            1.0,
+            f"M{rng.integers(0, 5)}",
+            device_id=None if i % 7 == 0 else f"D{rng.integers(0, 4)}",
+            country=f"K{rng.integers(0, 3)}",
+        )
+        for i in range(300)
+    ]
+    logins = [
+        login(
+            f"l{i:03d}",
+            f"C{i % 9}",
+            i + 0.5,
+            device_id=f"D{rng.integers(0, 4)}",
+            ip_address=f"10.0.0.{i % 6}",
+        )
+        for i in range(200)
+    ]
+    df = table(txs, logins)
+    columns = {
+        "new_device": "device_id",
+        "new_country": "country",
+        "new_merchant": "merchant_id",
+        "new_ip": "ip_address",
+    }
+    seen: dict[tuple[str, str, str], bool] = {}
+    expected: dict[str, list[float]] = {flag: [] for flag in columns}
+    for row in df.iter_rows(named=True):  # contract order
+        for flag, col in columns.items():
+            value = row[col]
+            new = value is not None and (row["customer_id"], col, value) not in seen
+            expected[flag].append(1.0 if new else 0.0)
+            if value is not None:
+                seen[(row["customer_id"], col, value)] = True
+    for flag in columns:
+        assert df[flag].to_list() == expected[flag], flag
+    # values are shared across customers, so per-customer flags differ from global ones
+    assert sum(expected["new_device"]) > df["device_id"].n_unique()
+
+
 def test_recent_counts_ignore_later_ties() -> None:
     df = table([tx("t1", "A", 0, 1.0), tx("t2", "A", 0, 1.0), tx("t3", "A", 0, 1.0)], [])
     counts = np.expm1(df["log_events_1h"].to_numpy())
