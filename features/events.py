@@ -121,7 +121,24 @@ def _ordered_events(
     transactions: pl.LazyFrame, logins: pl.LazyFrame, reason_columns: bool = True
 ) -> pl.DataFrame:
     """Both logs in one frame, in CONTRACT_ORDER, collected, with ``_RUN``: the customer's rank
-    among the sorted ids.
+    among the sorted ids (``_ranked_events``, then ``_sorted_events``)."""
+    both, n_customers = _ranked_events(transactions, logins, reason_columns)
+    return _sorted_events(both, n_customers)
+
+
+def _ranked_events(
+    transactions: pl.LazyFrame, logins: pl.LazyFrame, reason_columns: bool = True
+) -> tuple[pl.DataFrame, int]:
+    """Both logs collected in no particular order, with ``_RUN``, and the number of customers."""
+    both = _unified_events(transactions, logins, reason_columns).collect()
+    ids = both.select(pl.col("customer_id").unique().sort()).with_row_index(_RUN)
+    # join the id column alone: joining the whole frame would copy every string column once more
+    run = both.select("customer_id").join(ids, on="customer_id", how="left", maintain_order="left")[_RUN]
+    return both.with_columns(run), ids.height
+
+
+def _sorted_events(both: pl.DataFrame, n_customers: int) -> pl.DataFrame:
+    """``both`` (with ``_RUN``) in CONTRACT_ORDER.
 
     Sorted on integers instead of strings: ranks follow the ids' sort order, so (rank, time,
     source, event_id) orders rows as CONTRACT_ORDER does, at half the cost of comparing ids.
@@ -134,12 +151,7 @@ def _ordered_events(
     history does), the sort compares that integer and then event_id, which costs about half
     of comparing three columns and then event_id; the order is the same.
     """
-    both = _unified_events(transactions, logins, reason_columns).collect()
-    ids = both.select(pl.col("customer_id").unique().sort()).with_row_index(_RUN)
-    # join the id column alone: joining the whole frame would copy every string column once more
-    run = both.select("customer_id").join(ids, on="customer_id", how="left", maintain_order="left")[_RUN]
-    both = both.with_columns(run)
-    packed = _packed_key(both, ids.height)
+    packed = _packed_key(both, n_customers)
     if packed is None:
         return both.sort([_RUN, *CONTRACT_ORDER[1:]])
     key = "_packed_key"
@@ -182,18 +194,43 @@ def _customer_run() -> pl.Expr:
 _RUN_SHIFT = 1 << 32  # the rank (below 2**32) times this fills the upper half of a 64-bit key
 
 
-def _first_seen(col: str) -> pl.Expr:
+def _seen_key(col: str) -> pl.Expr:
+    """One UInt64 per (customer, ``col`` value): the value's 64-bit hash xor the customer's rank
+    shifted into the upper 32 bits."""
+    return pl.col(col).hash(seed=0) ^ (pl.col(_RUN).cast(pl.UInt64) * _RUN_SHIFT)
+
+
+def _first_seen(col: str, seen_before: pl.Series | None = None) -> pl.Expr:
     """1 when this customer shows a non-null ``col`` value for the first time.
 
-    A (customer, value) pair is one UInt64 key: the value's 64-bit hash xor the customer's rank
-    shifted into the upper 32 bits. ``is_first_distinct`` on that key costs about half of the
-    same test on a struct of the rank and the string. Two distinct pairs share a key only when
-    their hashes differ in exactly the bits their ranks do, a chance of 2**-64 per pair: a day's
-    millions of pairs leave a collision, which would clear one flag, at about one in 10**6 days.
-    The hash is Polars' own, stable within one Polars version; every key lives in one process.
+    A (customer, value) pair is one UInt64 key (``_seen_key``). ``is_first_distinct`` on that
+    key costs about half of the same test on a struct of the rank and the string. Two distinct
+    pairs share a key only when their hashes differ in exactly the bits their ranks do, a chance
+    of 2**-64 per pair: a day's millions of pairs leave a collision, which would clear one flag,
+    at about one in 10**6 days. The hash is Polars' own, stable within one Polars version; every
+    key lives in one process. ``seen_before``: the keys of the customers' earlier rows that the
+    frame does not hold (``OlderRows``); a pair among them is not new.
     """
-    key = pl.col(col).hash(seed=0) ^ (pl.col(_RUN).cast(pl.UInt64) * _RUN_SHIFT)
-    return (pl.col(col).is_not_null() & key.is_first_distinct()).cast(pl.Float32)
+    key = _seen_key(col)
+    flag = pl.col(col).is_not_null() & key.is_first_distinct()
+    if seen_before is not None:
+        flag = flag & ~key.is_in(seen_before.implode())
+    return flag.cast(pl.Float32)
+
+
+# Sums of amounts add integers of these units (``_fixed``). Integer sums are exact, so a sum does
+# not depend on the order of its terms, nor on what other rows the frame holds: a scoring pass
+# that aggregates or leaves out some rows gets the features of the whole table, bit for bit.
+# The rounding moves a log amount by at most 2**-33 and an amount by at most 2**-21, far below
+# float32's resolution of the features. Overflow would take 10**8 transactions of one customer
+# in the loaded history (log amounts are at most log1p(MAX_AMOUNT) = 20.7), or a customer's
+# 24-hour spend above 2**43 = 8.8e12 (8,796 transactions at the 1e9 maximum in one day).
+_LOG_AMOUNT_UNIT = 2.0**-32
+_AMOUNT_UNIT = 2.0**-20
+
+
+def _fixed(expr: pl.Expr, unit: float) -> pl.Expr:
+    return (expr / unit).round().cast(pl.Int64)
 
 
 def event_features(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -212,26 +249,64 @@ def _add_features(events: pl.LazyFrame) -> pl.LazyFrame:
     return events.with_columns(exprs[name] for name in _FEATURE_ORDER)
 
 
-def _history_features() -> dict[str, pl.Expr]:
+def _minutes() -> pl.Expr:
+    return pl.col("event_time").dt.epoch("s").cast(pl.Float64) / 60.0
+
+
+# What a customer's rows left out of the frame add up to (``OlderRows``), as columns joined on
+# ``_RUN``; null where the customer has no such rows.
+_OLDER_TX_SUM = "_older_tx_sum"  # sum of _fixed(log amount), an Int64
+_OLDER_TX_N = "_older_tx_n"  # transactions
+_OLDER_LAST = "_older_last_minutes"  # time of the latest row, in minutes
+_OLDER_LAST_LOGIN = "_older_last_login_minutes"  # time of the latest login, in minutes
+OLDER_COLUMNS = (_OLDER_TX_SUM, _OLDER_TX_N, _OLDER_LAST, _OLDER_LAST_LOGIN)
+SEEN_COLUMNS = {
+    "new_device": "device_id",
+    "new_country": "country",
+    "new_merchant": "merchant_id",
+    "new_ip": "ip_address",
+}
+
+
+def _history_features(older: OlderRows | None = None) -> dict[str, pl.Expr]:
     """The features that read the customer's earlier rows (sums, gaps, first sightings).
 
-    Computed over the whole frame in contract order, before any row is left out.
+    Computed over the whole frame in contract order, before any row is left out. ``older``: each
+    customer's rows before the frame's, as totals (the OLDER_COLUMNS, which the frame then
+    carries) and seen keys; the features are those of the frame with those rows in it.
     """
     is_tx = pl.col("source") == 1
-    log_amt = _log_amount()
     cust = _RUN
-    minutes = pl.col("event_time").dt.epoch("s").cast(pl.Float64) / 60.0
-    prev_tx_sum = (log_amt.cum_sum() - log_amt).over(cust)
-    prev_tx_n = (is_tx.cast(pl.Float64).cum_sum() - is_tx.cast(pl.Float64)).over(cust)
+    minutes = _minutes()
+    fixed = _fixed(_log_amount(), _LOG_AMOUNT_UNIT)
+
+    def before(expr: pl.Expr) -> pl.Expr:  # the customer's rows before this one, in the frame
+        return (expr.cum_sum() - expr).over(cust)
+
+    def carried(name: str, dtype: pl.DataType) -> pl.Expr:
+        return pl.col(name) if older is not None else pl.lit(None, dtype)
+
+    prev_tx_sum = (before(fixed) + carried(_OLDER_TX_SUM, pl.Int64()).fill_null(0)).cast(pl.Float64)
+    prev_tx_n = before(is_tx.cast(pl.Int64)) + carried(_OLDER_TX_N, pl.Int64()).fill_null(0)
+    older_last = carried(_OLDER_LAST, pl.Float64())
     is_login = pl.col("source") == 0
-    last_login_minutes = pl.when(is_login).then(minutes).otherwise(None).shift(1).forward_fill().over(cust)
-    first_of_customer = (pl.col(_RUN) != pl.col(_RUN).shift(1)).fill_null(True)
+    last_login_minutes = (
+        pl.when(is_login)
+        .then(minutes)
+        .otherwise(None)
+        .shift(1)
+        .forward_fill()
+        .over(cust)
+        .fill_null(carried(_OLDER_LAST_LOGIN, pl.Float64()))
+    )
+    first_of_customer = (pl.col(_RUN) != pl.col(_RUN).shift(1)).fill_null(True) & older_last.is_null()
+    seen = older.seen if older is not None else {}
     return {
         "amount_vs_history": pl.when(is_tx & (prev_tx_n > 0))
-        .then(log_amt - prev_tx_sum / prev_tx_n)
+        .then((fixed.cast(pl.Float64) - prev_tx_sum / prev_tx_n) * _LOG_AMOUNT_UNIT)
         .otherwise(0.0)
         .alias("amount_vs_history"),
-        "log_gap_prev": (minutes - minutes.shift(1).over(cust))
+        "log_gap_prev": (minutes - minutes.shift(1).over(cust).fill_null(older_last))
         .clip(0.0)
         .log1p()
         .fill_null(_NO_GAP)
@@ -242,10 +317,7 @@ def _history_features() -> dict[str, pl.Expr]:
         .fill_null(_NO_GAP)
         .alias("log_gap_prev_login"),
         "first_event": first_of_customer.cast(pl.Float32).alias("first_event"),
-        "new_device": _first_seen("device_id").alias("new_device"),
-        "new_country": _first_seen("country").alias("new_country"),
-        "new_merchant": _first_seen("merchant_id").alias("new_merchant"),
-        "new_ip": _first_seen("ip_address").alias("new_ip"),
+        **{name: _first_seen(col, seen.get(col)).alias(name) for name, col in SEEN_COLUMNS.items()},
     }
 
 
@@ -295,6 +367,46 @@ class WindowsOf:
     last: date
     window: int
 
+    def split(self, both: pl.DataFrame) -> tuple[pl.DataFrame, OlderRows]:
+        """The rows of ``both`` (with ``_RUN``, in any order) to featurise row by row, and the
+        totals of the customers' rows before them (``OlderRows``).
+
+        A customer with a transaction in ``first``..``last`` keeps its rows from the day before
+        the day where its last ``window - 1`` rows before ``first`` begin: its windows then lie
+        whole in the kept rows, and so do their trailing sums, which look back 24 hours at most.
+        Its earlier rows only add to the sums, gaps and first sightings of the kept ones, so
+        they are reduced to per-customer totals and seen keys (``OlderRows``) and never sorted.
+        A customer without such a transaction has no window: none of its rows is kept.
+        """
+        day = both["event_time"].dt.epoch("s") // 86_400  # UTC day numbers, as dt.date() counts
+        lo, hi = (int((d - date(1970, 1, 1)).days) for d in (self.first, self.last))
+        keyed = pl.DataFrame({_RUN: both[_RUN], "_d": day})
+        scored = keyed.filter((both["source"] == 1) & day.is_between(lo, hi))
+        firsts = scored.group_by(_RUN).agg(pl.col("_d").min().alias("_f"))
+        # each customer's rows per day before its first scored day, latest day first; the day
+        # where the count of the days after it reaches window - 1
+        need = (
+            keyed.join(firsts, on=_RUN)
+            .filter(pl.col("_d") < pl.col("_f"))
+            .group_by(_RUN, "_d")
+            .len()
+            .sort([_RUN, "_d"], descending=[False, True])
+            .filter(pl.col("len").cum_sum().over(_RUN) >= self.window - 1)
+            .group_by(_RUN)
+            .agg(pl.col("_d").max().alias("_need"))
+        )
+        ranks = both[_RUN].to_numpy()
+        n_ranks = int(ranks.max()) + 1 if len(ranks) else 0
+        no_window = np.iinfo(np.int64).max  # a customer without a scored transaction
+        cut = np.full(n_ranks, no_window, dtype=np.int64)
+        cut[firsts[_RUN].to_numpy()] = np.iinfo(np.int64).min  # every row kept
+        cut[need[_RUN].to_numpy()] = need["_need"].to_numpy() - 1  # rows before this day: older
+        row_cut = cut[ranks]
+        older = day.to_numpy() < row_cut
+        kept = ~older & (row_cut != no_window)
+        older &= row_cut != no_window
+        return both.filter(kept), OlderRows.of(both.filter(older))
+
     def rows(self, df: pl.DataFrame) -> np.ndarray:
         """Sorted row indexes of ``df`` (contract order, ``_RUN`` present) to keep."""
         n = df.height
@@ -312,6 +424,33 @@ class WindowsOf:
         np.add.at(edges, lo, 1)
         np.add.at(edges, last + 1, -1)
         return np.flatnonzero(np.cumsum(edges[:-1]) > 0)
+
+
+@dataclass(frozen=True)
+class OlderRows:
+    """What customers' rows that a frame leaves out add up to, for the history features of the
+    rows after them (``WindowsOf.split``): per customer (``_RUN``) the OLDER_COLUMNS, and per
+    first-sighting column the (customer, value) keys seen in those rows.
+    """
+
+    totals: pl.DataFrame
+    seen: dict[str, pl.Series]
+
+    @classmethod
+    def of(cls, rows: pl.DataFrame) -> OlderRows:
+        """Totals and seen keys of ``rows`` (with ``_RUN``, in any order)."""
+        is_tx = pl.col("source") == 1
+        totals = rows.group_by(_RUN).agg(
+            _fixed(_log_amount(), _LOG_AMOUNT_UNIT).sum().alias(_OLDER_TX_SUM),
+            is_tx.cast(pl.Int64).sum().alias(_OLDER_TX_N),
+            _minutes().max().alias(_OLDER_LAST),
+            _minutes().filter(pl.col("source") == 0).max().alias(_OLDER_LAST_LOGIN),
+        )
+        seen = {
+            col: rows.filter(pl.col(col).is_not_null()).select(_seen_key(col).unique()).to_series()
+            for col in SEEN_COLUMNS.values()
+        }
+        return cls(totals, seen)
 
 
 class TrailingWindows:
@@ -338,11 +477,13 @@ class TrailingWindows:
         start = self._starts.get(seconds)
         if start is None:
             start = self._starts[seconds] = np.searchsorted(self.key, ends - seconds, side="left")
-        cum = np.empty(len(values) + 1, dtype=np.float64)
-        cum[0] = 0.0
-        np.cumsum(values, dtype=np.float64, out=cum[1:])
+        # integers add exactly (int64, whose wrap-around cancels in the difference while a window's
+        # own sum fits): then a sum does not depend on the frame's other rows
+        dtype = np.int64 if np.issubdtype(values.dtype, np.integer) else np.float64
+        cum = np.zeros(len(values) + 1, dtype=dtype)
+        np.cumsum(values, dtype=dtype, out=cum[1:])
         upto = cum[1:] if self.rows is None else cum[self.rows + 1]
-        return upto - cum[start]  # rows (start, ..., this row]
+        return (upto - cum[start]).astype(np.float64)  # rows (start, ..., this row]
 
 
 def add_recent_counts(df: pl.DataFrame, keep: np.ndarray | None = None) -> pl.DataFrame:
@@ -352,14 +493,15 @@ def add_recent_counts(df: pl.DataFrame, keep: np.ndarray | None = None) -> pl.Da
     every row of ``df``.
     """
     win = TrailingWindows(df, keep)
-    ones = np.ones(df.height)
-    fail = (df["kind"] == "login_failure").to_numpy().astype(np.float64)
+    ones = np.ones(df.height, dtype=np.int64)
+    fail = (df["kind"] == "login_failure").to_numpy().astype(np.int64)
     amt = np.where(df["source"].to_numpy() == 1, df["amount"].fill_null(0.0).to_numpy(), 0.0)
+    amt_units = np.rint(amt / _AMOUNT_UNIT).astype(np.int64)  # exact sums (see _AMOUNT_UNIT)
     sums = {
         "log_events_1h": np.log1p(win.total(ones, 3600)),
         "log_events_24h": np.log1p(win.total(ones, 86400)),
         "log_failures_24h": np.log1p(win.total(fail, 86400)),
-        "log_tx_amount_24h": np.log1p(np.maximum(win.total(amt, 86400), 0.0)),
+        "log_tx_amount_24h": np.log1p(np.maximum(win.total(amt_units, 86400) * _AMOUNT_UNIT, 0.0)),
     }
     out = df if keep is None else df[keep]
     return out.with_columns(pl.Series(name, sums[name], dtype=pl.Float64) for name in RECENT_COUNTS)
@@ -406,16 +548,24 @@ def build_event_table(
     kept rows carry exactly the features they carry in the whole table.
     """
     order = "_contract_row"
-    ordered = _ordered_events(transactions, logins, reason_columns)
+    both, n_customers = _ranked_events(transactions, logins, reason_columns)
+    older = None
+    if windows_of is not None:  # the rows its windows cannot reach are only totalled, never sorted
+        both, older = windows_of.split(both)
+    ordered = _sorted_events(both, n_customers)
     columns = [c for c in ordered.columns if c != _RUN]
-    df = ordered.lazy().with_row_index(order).with_columns(_history_features().values()).collect()
+    lazy = ordered.lazy().with_row_index(order)
+    if older is not None:
+        lazy = lazy.join(older.totals.lazy(), on=_RUN, how="left", maintain_order="left")
+    df = lazy.with_columns(_history_features(older).values()).collect()
     # The streaming engine may reorder rows; the row index says whether it did (a cheap
     # check, where sorting again costs as much as the first sort).
     rows = df[order].to_numpy()
     if len(rows) > 1 and not bool(np.all(rows[1:] > rows[:-1])):
         df = df.sort(order)
     keep = windows_of.rows(df) if windows_of is not None else None
-    df = add_recent_counts(df.drop(order), keep).with_columns(_row_features().values())
+    df = df.drop(order, *(OLDER_COLUMNS if older is not None else ()))
+    df = add_recent_counts(df, keep).with_columns(_row_features().values())
     return df.select(
         *columns,
         *[pl.col(c).cast(pl.Float32) for c in (*_FEATURE_ORDER, *RECENT_COUNTS)],

@@ -312,6 +312,64 @@ def test_a_scoring_pass_keeps_exactly_the_rows_its_windows_read() -> None:
     assert none.height == 0 and none.columns == full.columns
 
 
+@pytest.mark.parametrize(("window", "scored_days"), [(32, 1), (8, 1), (8, 3), (2, 2)])
+def test_a_scoring_pass_that_totals_older_rows_gives_the_whole_tables_rows(
+    window: int, scored_days: int
+) -> None:
+    """``windows_of`` reduces each customer's rows before its windows' days to totals and seen
+    keys (``WindowsOf.split``); the kept rows are still exactly the whole table's, bit for bit."""
+    from datetime import date
+
+    from features.events import WindowsOf
+    from pipeline.generate import generate_frames
+
+    frames = generate_frames(80, 21, date(2026, 1, 1), seed=5)
+    tx_frame, lg_frame = frames["transactions"], frames["logins"]
+    # a customer with no event for days before its scored transaction, and nulls the keys skip
+    tx_frame = tx_frame.with_columns(
+        pl.when(pl.int_range(pl.len()) % 11 == 0).then(None).otherwise(pl.col("device_id")).alias("device_id")
+    )
+    last = date(2026, 1, 21)
+    first = last - timedelta(days=scored_days - 1)
+    full = build_event_table(tx_frame.lazy(), lg_frame.lazy())
+    of = WindowsOf(first, last, window)
+    lean = build_event_table(tx_frame.lazy(), lg_frame.lazy(), windows_of=of)
+
+    from features.events import _RUN, _ranked_events
+
+    both, _ = _ranked_events(tx_frame.lazy(), lg_frame.lazy())
+    kept, older = of.split(both)
+    assert older.totals.height > 20 and kept.height < both.height  # rows were totalled, not kept
+    expected = full[of.rows(full.with_columns(pl.col("customer_id").rank("dense").alias(_RUN)))]
+    assert lean.height == expected.height > 0
+    assert lean.equals(expected)
+
+
+def test_a_customers_features_do_not_depend_on_the_other_customers_in_the_frame() -> None:
+    """Amount sums add exact integers: a customer's features are the same bits read alone or with
+    everybody (float sums over the frame would round differently)."""
+    from datetime import date
+
+    from pipeline.generate import generate_frames
+
+    frames = generate_frames(40, 10, date(2026, 1, 1), seed=3)
+    tx_frame, lg_frame = frames["transactions"], frames["logins"]
+    # a customer sorted first with large amounts: its sums would dominate a frame-wide float one
+    whale = tx_frame.head(300).with_columns(
+        pl.lit("0-whale").alias("customer_id"),
+        ("w" + pl.int_range(pl.len()).cast(pl.String)).alias("event_id"),
+        pl.lit(987_654_321.37).alias("amount"),
+    )
+    tx_frame = pl.concat([whale, tx_frame])
+    full = build_event_table(tx_frame.lazy(), lg_frame.lazy())
+    for customer in full["customer_id"].unique().sort().to_list()[::7]:
+        alone = build_event_table(
+            tx_frame.lazy().filter(pl.col("customer_id") == customer),
+            lg_frame.lazy().filter(pl.col("customer_id") == customer),
+        )
+        assert alone.equals(full.filter(pl.col("customer_id") == customer))
+
+
 def test_the_packed_sort_key_orders_rows_as_the_columns_do(monkeypatch: pytest.MonkeyPatch) -> None:
     """(rank, time, source) packed in one integer gives the table that sorting the columns gives."""
     from features import events
