@@ -378,34 +378,34 @@ class WindowsOf:
         they are reduced to per-customer totals and seen keys (``OlderRows``) and never sorted.
         A customer without such a transaction has no window: none of its rows is kept.
         """
-        day = both["event_time"].dt.epoch("s") // 86_400  # UTC day numbers, as dt.date() counts
-        lo, hi = (int((d - date(1970, 1, 1)).days) for d in (self.first, self.last))
-        keyed = pl.DataFrame({_RUN: both[_RUN], "_d": day})
-        scored = keyed.filter((both["source"] == 1) & day.is_between(lo, hi))
-        firsts = scored.group_by(_RUN).agg(pl.col("_d").min().alias("_f"))
-        # each customer's rows per day before its first scored day, latest day first; the day
-        # where the count of the days after it reaches window - 1
-        need = (
-            keyed.join(firsts, on=_RUN)
-            .filter(pl.col("_d") < pl.col("_f"))
-            .group_by(_RUN, "_d")
-            .len()
-            .sort([_RUN, "_d"], descending=[False, True])
-            .filter(pl.col("len").cum_sum().over(_RUN) >= self.window - 1)
-            .group_by(_RUN)
-            .agg(pl.col("_d").max().alias("_need"))
-        )
-        ranks = both[_RUN].to_numpy()
-        n_ranks = int(ranks.max()) + 1 if len(ranks) else 0
-        no_window = np.iinfo(np.int64).max  # a customer without a scored transaction
-        cut = np.full(n_ranks, no_window, dtype=np.int64)
-        cut[firsts[_RUN].to_numpy()] = np.iinfo(np.int64).min  # every row kept
-        cut[need[_RUN].to_numpy()] = need["_need"].to_numpy() - 1  # rows before this day: older
-        row_cut = cut[ranks]
-        older = day.to_numpy() < row_cut
-        kept = ~older & (row_cut != no_window)
-        older &= row_cut != no_window
-        return both.filter(kept), OlderRows.of(both.filter(older))
+        if both.height == 0:
+            return both, OlderRows.of(both, np.zeros(0, dtype=bool))
+        # UTC day numbers, as dt.date() counts them, from the frame's first day
+        day = (both["event_time"].dt.epoch("s") // 86_400).to_numpy()
+        d0 = int(day.min())
+        day = day - d0
+        n_days = int(day.max()) + 1
+        ranks = both[_RUN].to_numpy().astype(np.int64)
+        n_ranks = int(ranks.max()) + 1
+        lo, hi = ((d - date(1970, 1, 1)).days - d0 for d in (self.first, self.last))
+        scored = (both["source"] == 1).to_numpy() & (day >= lo) & (day <= hi)
+        # rows per (customer, day): a small matrix, customers x days
+        cell = ranks * n_days + day
+        counts = np.bincount(cell, minlength=n_ranks * n_days).reshape(n_ranks, n_days)
+        first = np.full(n_ranks, n_days, dtype=np.int64)  # first scored day; n_days: none
+        np.minimum.at(first, ranks[scored], day[scored])
+        # rows on the days before the first scored day, counted from that day backwards
+        before = np.where(np.arange(n_days)[None, :] < first[:, None], counts, 0)
+        from_day = np.cumsum(before[:, ::-1], axis=1)[:, ::-1]  # rows on days d .. first - 1
+        enough = from_day >= self.window - 1
+        has = enough.any(axis=1) & (first < n_days)
+        # the latest day d with window - 1 rows on d .. first - 1; the kept rows start the day before
+        need = n_days - 1 - np.argmax(enough[:, ::-1], axis=1)
+        cut = np.where(has, need - 1, np.iinfo(np.int64).min)  # rows before day cut are older
+        windowed = (first < n_days)[ranks]  # the customer has a scored transaction
+        older = windowed & (day < cut[ranks])
+        kept = windowed & ~older
+        return both.filter(kept), OlderRows.of(both, older)
 
     def rows(self, df: pl.DataFrame) -> np.ndarray:
         """Sorted row indexes of ``df`` (contract order, ``_RUN`` present) to keep."""
@@ -437,20 +437,27 @@ class OlderRows:
     seen: dict[str, pl.Series]
 
     @classmethod
-    def of(cls, rows: pl.DataFrame) -> OlderRows:
-        """Totals and seen keys of ``rows`` (with ``_RUN``, in any order)."""
-        is_tx = pl.col("source") == 1
-        totals = rows.group_by(_RUN).agg(
-            _fixed(_log_amount(), _LOG_AMOUNT_UNIT).sum().alias(_OLDER_TX_SUM),
+    def of(cls, both: pl.DataFrame, older: np.ndarray) -> OlderRows:
+        """Totals and seen keys of the rows of ``both`` (with ``_RUN``, in any order) where
+        ``older``; every customer of ``both`` gets totals (0 and null where it has no such row).
+        """
+        flagged = both.select(_RUN, "source", "amount", "event_time", pl.Series("_older", older))
+        mask = pl.col("_older")
+        is_tx = (pl.col("source") == 1) & mask
+        totals = flagged.group_by(_RUN).agg(
+            _fixed(_log_amount(), _LOG_AMOUNT_UNIT).filter(mask).sum().alias(_OLDER_TX_SUM),
             is_tx.cast(pl.Int64).sum().alias(_OLDER_TX_N),
-            _minutes().max().alias(_OLDER_LAST),
-            _minutes().filter(pl.col("source") == 0).max().alias(_OLDER_LAST_LOGIN),
+            _minutes().filter(mask).max().alias(_OLDER_LAST),
+            _minutes().filter(mask & (pl.col("source") == 0)).max().alias(_OLDER_LAST_LOGIN),
         )
-        seen = {
-            col: rows.filter(pl.col(col).is_not_null()).select(_seen_key(col).unique()).to_series()
-            for col in SEEN_COLUMNS.values()
-        }
-        return cls(totals, seen)
+        # a null value's key is seen too, harmlessly: a null is never a first sighting
+        keys = (
+            both.lazy()
+            .filter(pl.Series(older))
+            .select(_seen_key(c).alias(c) for c in SEEN_COLUMNS.values())
+            .collect()
+        )
+        return cls(totals, {c: keys[c] for c in keys.columns})
 
 
 class TrailingWindows:
