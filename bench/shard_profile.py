@@ -6,7 +6,7 @@ the daily zone under W: python -m bench.shard_profile --workdir W [--shards 32] 
 Scores shards 0 .. profiled-1 of ``--shards`` the way the daily run does (hashed days, the main
 zone's champion, bf16 where ``auto`` picks it), prints each shard's wall time, then the
 cumulative seconds per shard of the stages that matter (reading and featurising the history,
-its sort, the trailing sums, the feature matrix, the model). Each shard's output file is
+the split of older rows, the sort, the trailing sums, the feature matrix, the model). Each shard's output file is
 removed once written. Not a timed row of the table: a breakdown to read next to it.
 """
 
@@ -23,8 +23,9 @@ from bench import setup
 
 STAGES = {
     "build_event_table": "event table (read, interleave, features)",
-    "_ordered_events": "  read and interleave",
-    "sort": "    sort",
+    "_ranked_events": "  read and interleave",
+    "split": "  split off the older rows (totals)",
+    "sort": "  sort",
     "add_recent_counts": "  trailing sums",
     "feature_matrix": "  feature matrix",
     "logits_rows": "model (gather + forward)",
