@@ -6,8 +6,9 @@ the daily zone under W: python -m bench.shard_profile --workdir W [--shards 32] 
 Scores shards 0 .. profiled-1 of ``--shards`` the way the daily run does (hashed days, the main
 zone's champion, bf16 where ``auto`` picks it), prints each shard's wall time, then the
 cumulative seconds per shard of the stages that matter (reading and featurising the history,
-the split of older rows, the sort, the trailing sums, the feature matrix, the model). Each shard's output file is
-removed once written. Not a timed row of the table: a breakdown to read next to it.
+the split of older rows, the sort, the trailing sums, the feature matrix, the model). Each
+shard's output file is removed once written. Not a timed row of the table: a breakdown to read
+next to it.
 """
 
 from __future__ import annotations

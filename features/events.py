@@ -254,7 +254,7 @@ def _minutes() -> pl.Expr:
 
 
 # What a customer's rows left out of the frame add up to (``OlderRows``), as columns joined on
-# ``_RUN``; null where the customer has no such rows.
+# ``_RUN``; where the customer has no such rows, the sum and count are 0 and the times null.
 _OLDER_TX_SUM = "_older_tx_sum"  # sum of _fixed(log amount), an Int64
 _OLDER_TX_N = "_older_tx_n"  # transactions
 _OLDER_LAST = "_older_last_minutes"  # time of the latest row, in minutes
