@@ -13,6 +13,7 @@ from features.windows import gather_windows
 from pipeline.config import Settings
 from pipeline.registry import ModelBundle
 from pipeline.sequences import EventData, check_days
+from pipeline.validate import one_view_of_validated_days
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def alert_reasons(bundle: ModelBundle, data: EventData, rows: np.ndarray) -> lis
     return explain_alerts(data, rows, windows, lengths, bundle.predict_proba)
 
 
+@one_view_of_validated_days()
 def score_day(
     settings: Settings, day: date, model_uri: str | None = None, pinned: tuple[str, str] | None = None
 ) -> dict[str, Any]:

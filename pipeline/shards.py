@@ -43,6 +43,7 @@ from pipeline.config import Settings
 from pipeline.errors import MissingInputError, UsageError
 from pipeline.registry import ModelBundle
 from pipeline.shared import write_atomic
+from pipeline.validate import one_view_of_validated_days
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +251,7 @@ def shard_logits(
     )
 
 
+@one_view_of_validated_days()
 def score_shard(
     settings: Settings,
     day: date,
@@ -304,6 +306,7 @@ def score_shard(
     }
 
 
+@one_view_of_validated_days()
 def finalise_day(
     settings: Settings,
     day: date,

@@ -21,6 +21,9 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -633,15 +636,61 @@ def _matching_days(paths: list[str], pattern: re.Pattern[str]) -> set[date]:
     return {date.fromisoformat(m.group(1)) for m in map(pattern.search, paths) if m}
 
 
+@dataclass
+class _View:
+    """The folder listings and validation reports read so far in a ``one_view_of_validated_days``."""
+
+    listings: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    reports: dict[str, bytes | None] = field(default_factory=dict)
+
+    def list_files(self, url: str, depth: int = 1) -> list[str]:
+        key = (url, depth)
+        if key not in self.listings:
+            self.listings[key] = shared.list_files(url, depth=depth)
+        return self.listings[key]
+
+    def read_existing(self, urls: list[str]) -> list[bytes | None]:
+        unread = [u for u in urls if u not in self.reports]
+        self.reports.update(zip(unread, shared.read_existing(unread), strict=True))
+        return [self.reports[u] for u in urls]
+
+
+_VIEW: ContextVar[_View | None] = ContextVar("fraudseq_validated_view", default=None)
+
+
+@contextmanager
+def one_view_of_validated_days() -> Iterator[None]:
+    """Inside the block, which days passed validation is read once: each folder listing and
+    each validation report at most once, however many reads the block makes.
+
+    A scoring run holds one (``score_day``, ``score_shard``, ``finalise_day``): its shards, its
+    reasons and its report then read the same history, even if a day is validated again while
+    it runs (that day is read as it was when the run first listed it; the next run sees the
+    new state), and a daily run of 32 shards lists the folders once instead of about a hundred
+    times. Outside a block every read lists again. A block inside a block shares the outer one.
+    The view belongs to the thread (a ``ContextVar``) that opened it.
+    """
+    if _VIEW.get() is not None:
+        yield
+        return
+    token = _VIEW.set(_View())
+    try:
+        yield
+    finally:
+        _VIEW.reset(token)
+
+
 def _passing_days(root: str, log: str, among: set[date] | None = None) -> list[date]:
     """Days (of ``among``, if given) under ``root`` with a partition of ``log`` and a passing report.
 
     A day whose commit journal is present is mid-commit (or was cut short) and is left out.
+    Inside ``one_view_of_validated_days``, what the view has already read is not read again.
     """
-    days = _matching_days(shared.list_files(f"{root}/validated/{log}", depth=2), _PART)
-    days -= _matching_days(shared.list_files(f"{root}/reports/validation"), _JOURNAL)
+    view = _VIEW.get() or _View()  # outside a block: a view of this call alone
+    days = _matching_days(view.list_files(f"{root}/validated/{log}", depth=2), _PART)
+    days -= _matching_days(view.list_files(f"{root}/reports/validation"), _JOURNAL)
     candidates = sorted(days if among is None else days & among)
-    reports = shared.read_existing([_report_url(root, d) for d in candidates])
+    reports = view.read_existing([_report_url(root, d) for d in candidates])
     return [d for d, text in zip(candidates, reports, strict=True) if _passed(text)]
 
 

@@ -358,3 +358,66 @@ def test_a_shard_read_by_hash_scores_only_its_customers(home_copy, small_zone, m
     by_hash = shards.shard_logits(settings, bundle, days, DAY, mine, where=in_shard(1, 2))
     assert by_id.height > 0 and set(by_id["customer_id"].to_list()) <= set(mine)
     assert by_hash.sort("event_id").drop(shards.FEATURES).equals(by_id.sort("event_id").drop(shards.FEATURES))
+
+
+def test_a_scoring_run_lists_the_validated_days_once(home_copy, small_zone, monkeypatch) -> None:
+    """score_day's shards, reasons and report share one view of which days passed validation:
+    each folder listing and each validation report is read once per run, not once per read."""
+    from pipeline import shared
+    from pipeline.config import Settings
+    from pipeline.score import score_day
+
+    use_home(monkeypatch, home_copy, small_zone)
+    monkeypatch.setenv("FRAUDSEQ_SHARDS", "4")
+    listed: list[tuple[str, int]] = []
+    read: list[str] = []
+    list_files, read_existing = shared.list_files, shared.read_existing
+
+    def counting_list(url: str, depth: int = 1) -> list[str]:
+        listed.append((url, depth))
+        return list_files(url, depth)
+
+    def counting_read(urls: list[str]) -> list[bytes | None]:
+        read.extend(urls)
+        return read_existing(urls)
+
+    monkeypatch.setattr(shared, "list_files", counting_list)
+    monkeypatch.setattr(shared, "read_existing", counting_read)
+    out = score_day(Settings(), DAY)
+    assert out["n_transactions"] > 0 and out["n_alerts"] > 0  # shards, reasons and report all read
+    validation = [u for u in listed if "/validated/" in u[0] or u[0].endswith("/reports/validation")]
+    assert {u[0].rsplit("/", 1)[-1] for u in validation} >= {"transactions", "logins", "validation"}
+    assert len(validation) == len(set(validation))
+    reports = [u for u in read if "/reports/validation/" in u]
+    assert len(reports) > 20 and len(reports) == len(set(reports))
+
+
+def test_inside_a_view_the_validated_days_stay_as_first_read(validated_home, tmp_path, monkeypatch) -> None:
+    """A day that fails validation again mid-run is still read by the rest of that run (every
+    shard sees the same history); the next view, or a read outside any, sees the new state."""
+    import json
+    import shutil
+
+    from pipeline.config import Settings
+    from pipeline.validate import one_view_of_validated_days, read_validated, report_path, validated_days
+
+    home = tmp_path / "home"
+    shutil.copytree(validated_home, home)
+    use_home(monkeypatch, home)
+    settings = Settings()
+    day = ZONE_START + timedelta(days=3)
+    before = validated_days(settings)
+    assert day in before
+    n_rows = read_validated(settings, "transactions", [day]).collect().height
+    assert n_rows > 0
+    path = report_path(settings, day)
+    with one_view_of_validated_days():
+        assert validated_days(settings) == before
+        path.write_text(json.dumps({**json.loads(path.read_text()), "status": "failed"}))
+        with one_view_of_validated_days():  # a block inside a block shares the outer view
+            assert validated_days(settings) == before
+            assert read_validated(settings, "transactions", [day]).collect().height == n_rows
+    assert validated_days(settings) == [d for d in before if d != day]
+    assert read_validated(settings, "transactions", [day]).collect().height == 0
+    with one_view_of_validated_days():
+        assert day not in validated_days(settings)
