@@ -51,12 +51,18 @@ _DAILY_SQL = """
 
 
 def post_score(
-    settings: Settings, day: date, bundle: ModelBundle, scores: pl.DataFrame, features: np.ndarray
+    settings: Settings,
+    day: date,
+    bundle: ModelBundle,
+    scores: pl.DataFrame,
+    features: np.ndarray,
+    alerted_events: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Drift record and warning, the day's HTML report and its MLflow run.
 
     ``scores`` is the day's ``transaction_scores`` frame (already written), ``features`` the
-    raw per-event feature rows of the same transactions, in the same order.
+    raw per-event feature rows of the same transactions, in the same order. ``alerted_events``:
+    the alerted customers' events, for the timelines (see ``alert_timelines``).
     """
     from pipeline import drift
 
@@ -74,7 +80,7 @@ def post_score(
     else:
         log.warning("model has no drift reference (trained before drift tracking): drift not computed")
     daily = daily_counts(settings, day)
-    path = write_report(settings, day, scores, daily, record)
+    path = write_report(settings, day, scores, daily, record, alerted_events)
     run_id = log_report(settings, day, path, scores, daily, record)
     return {
         "report": str(path),
@@ -127,15 +133,26 @@ def matured_quality(daily: pl.DataFrame, day: date, label_delay_days: int) -> pl
     )
 
 
-def alert_timelines(settings: Settings, day: date, alerts: pl.DataFrame) -> dict[str, list[dict[str, Any]]]:
-    """For each alert (event_id): its customer's last events up to and including it."""
+# the columns of a timeline row, in order; "what" is the channel of a transaction, the event type of a login
+TIMELINE_COLUMNS = (
+    "event_id",
+    "customer_id",
+    "event_time",
+    "source",
+    "what",
+    "amount",
+    "currency",
+    "merchant_id",
+    "country",
+    "device_id",
+)
+
+
+def _timeline_events(settings: Settings, days: list[date], customers: list[str]) -> pl.DataFrame:
+    """The customers' validated events of ``days``, in contract order, as TIMELINE_COLUMNS."""
     from features.hashing import of_customers
     from pipeline.validate import hashed_days, read_validated
 
-    if alerts.is_empty():
-        return {}
-    days = [day - timedelta(days=k) for k in range(TIMELINE_DAYS, -1, -1)]
-    customers = alerts["customer_id"].unique().to_list()
     # on hashed days the scan first tests the stored hash (an integer, which skips row groups);
     # the id test then drops any customer whose hash collides with an alerted one's
     where = of_customers(customers) if hashed_days(settings, days) else None
@@ -172,7 +189,33 @@ def alert_timelines(settings: Settings, day: date, alerts: pl.DataFrame) -> dict
             "device_id",
         )
     )
-    events = pl.concat([tx, logins]).sort("customer_id", "event_time", "source", "event_id").collect()
+    return pl.concat([tx, logins]).sort("customer_id", "event_time", "source", "event_id").collect()
+
+
+def alert_timelines(
+    settings: Settings, day: date, alerts: pl.DataFrame, events: pl.DataFrame | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """For each alert (event_id): its customer's last events up to and including it.
+
+    ``events``: the alerted customers' events as ``load_events`` builds them (contract order, the
+    reason columns kept), over the whole ``settings.history_range(day)`` and ``day``, which holds
+    the timelines' days; ``finalise_day`` has them already for the reasons. None: read them.
+    """
+    if alerts.is_empty():
+        return {}
+    days = [day - timedelta(days=k) for k in range(TIMELINE_DAYS, -1, -1)]
+    customers = alerts["customer_id"].unique().to_list()
+    if events is None:
+        events = _timeline_events(settings, days, customers)
+    else:
+        events = events.filter(
+            pl.col("customer_id").is_in(pl.Series(customers, dtype=pl.String).implode()),
+            pl.col("event_time").dt.date().is_between(days[0], days[-1]),
+        ).select(
+            *TIMELINE_COLUMNS[:4],
+            pl.when(pl.col("source") == 1).then(pl.col("channel")).otherwise(pl.col("kind")).alias("what"),
+            *TIMELINE_COLUMNS[5:],
+        )
     by_customer = events.partition_by("customer_id", as_dict=True, maintain_order=True)
     out: dict[str, list[dict[str, Any]]] = {}
     for alert in alerts.iter_rows(named=True):
@@ -336,8 +379,9 @@ def render_report(
     scores: pl.DataFrame,
     daily: pl.DataFrame,
     drift_record: dict[str, Any] | None,
+    alerted_events: pl.DataFrame | None = None,
 ) -> str:
-    """The report page as one self-contained HTML string."""
+    """The report page as one self-contained HTML string (``alerted_events``: see ``alert_timelines``)."""
     alerts = scores.filter(pl.col("alert")).sort("risk_rank")
     alert_rows = [
         {**a, "reasons": json.loads(a["reasons"] or "[]"), "event_time": str(a["event_time"])[:19]}
@@ -345,7 +389,7 @@ def render_report(
             "risk_rank", "event_id", "customer_id", "event_time", "risk_score", "reasons"
         ).to_dicts()
     ]
-    timelines = alert_timelines(settings, day, alerts)
+    timelines = alert_timelines(settings, day, alerts, alerted_events)
     for rows in timelines.values():
         for r in rows:
             r["event_time"] = str(r["event_time"])[:19]
@@ -381,12 +425,15 @@ def write_report(
     scores: pl.DataFrame,
     daily: pl.DataFrame,
     drift_record: dict[str, Any] | None,
+    alerted_events: pl.DataFrame | None = None,
 ) -> Path:
     """Render and write ``reports/D.html`` atomically; returns its path."""
     path = report_path(settings, day)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render_report(settings, day, scores, daily, drift_record), encoding="utf-8")
+    tmp.write_text(
+        render_report(settings, day, scores, daily, drift_record, alerted_events), encoding="utf-8"
+    )
     tmp.replace(path)
     return path
 

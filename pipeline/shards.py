@@ -324,7 +324,7 @@ def finalise_day(
     the alerted customers' history is read by their stored hash.
     """
     from pipeline import db, faults
-    from pipeline.report import post_score
+    from pipeline.report import TIMELINE_DAYS, post_score
     from pipeline.score import alert_reasons, rank_and_alert, scores_frame
     from pipeline.sequences import load_events, read_labels
     from pipeline.validate import hashed_days
@@ -346,6 +346,7 @@ def finalise_day(
     ranks, alerts = rank_and_alert(probs, tx["event_id"].to_list(), settings.alert_budget)
     reasons = ["[]"] * tx.height
     alert_idx = np.flatnonzero(alerts)
+    alerted_events = None  # the alerted customers' events, for the reasons and the report's timelines
     if len(alert_idx):
         alerted = tx[alert_idx]
         customers = alerted["customer_id"].unique().to_list()
@@ -359,6 +360,8 @@ def finalise_day(
         rows = np.array([row_of[e] for e in alerted["event_id"].to_list()], dtype=np.int64)
         for i, text in zip(alert_idx.tolist(), alert_reasons(bundle, data, rows), strict=True):
             reasons[i] = text
+        if settings.history_days >= TIMELINE_DAYS:  # they span the timelines' days
+            alerted_events = data.events
 
     scores = scores_frame(tx, day, probs, ranks, alerts, reasons, name, str(version))
     risk = db.customer_daily_summary(scores)
@@ -388,7 +391,14 @@ def finalise_day(
         "n_alerts": n_alerts,
         "max_risk_score": float(probs.max()) if scores.height else 0.0,
         "n_shards": n_shards,
-        **post_score(settings, day, bundle, scores, day_features(tx, len(bundle.normaliser.feature_names))),
+        **post_score(
+            settings,
+            day,
+            bundle,
+            scores,
+            day_features(tx, len(bundle.normaliser.feature_names)),
+            alerted_events,
+        ),
     }
 
 

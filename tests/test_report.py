@@ -104,6 +104,40 @@ def test_alert_timelines_read_by_hash_equal_the_read_by_id(validated_home, monke
         assert not any(r["is_alert"] for r in rows[:-1])
 
 
+def test_alert_timelines_from_the_reasons_events_equal_the_read_ones(validated_home, monkeypatch) -> None:
+    """finalise_day hands the report the events it loaded for the reasons (30 days, every column
+    of the event table): the timelines cut from them equal the ones read from the validated days."""
+    import pipeline.report
+    from pipeline.config import Settings
+    from pipeline.report import TIMELINE_EVENTS, alert_timelines
+    from pipeline.sequences import check_days, load_events
+    from pipeline.validate import read_validated
+
+    use_home(monkeypatch, validated_home)
+    settings = Settings()
+    tx = read_validated(settings, "transactions", [DAY]).collect().sort("event_id")
+    history = check_days(settings, [DAY], settings.history_range(DAY))
+    # the customers with the fewest events in the timelines' days: there a timeline is shorter
+    # than TIMELINE_EVENTS, and events older than those days must stay out of it
+    recent = load_events(settings, history[-7:], customers=tx["customer_id"].unique().to_list()).events
+    fewest = recent.group_by("customer_id").len().sort("len", "customer_id").head(8)["customer_id"]
+    alerted = tx.filter(pl.col("customer_id").is_in(fewest.implode())).group_by("customer_id").last()
+    alerts = alerted.sort("customer_id").select("event_id", "customer_id", pl.lit("[]").alias("reasons"))
+    customers = alerts["customer_id"].to_list()
+    data = load_events(settings, history, customers=customers)
+    # the loaded events reach further back than the timelines, and hold a customer not alerted
+    other = tx.filter(~pl.col("customer_id").is_in(customers))["customer_id"][0]
+    events = pl.concat([data.events, load_events(settings, [DAY], customers=[other]).events])
+
+    read = alert_timelines(settings, DAY, alerts)
+    monkeypatch.setattr(pipeline.report, "_timeline_events", lambda *a: pytest.fail("read again"))
+    given = alert_timelines(settings, DAY, alerts, events)
+    assert given == read
+    assert sum(len(rows) for rows in read.values()) > len(alerts)  # more than the alerts themselves
+    assert any(len(rows) < TIMELINE_EVENTS for rows in read.values())
+    assert any(r["source"] == 0 for rows in read.values() for r in rows)  # logins too
+
+
 @pytest.mark.slow
 def test_report_shows_the_days_numbers_in_chromium(home_copy, small_zone, monkeypatch) -> None:
     from mlflow import MlflowClient
