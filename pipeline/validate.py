@@ -664,11 +664,13 @@ def one_view_of_validated_days() -> Iterator[None]:
     each validation report at most once, however many reads the block makes.
 
     A scoring run holds one (``score_day``, ``score_shard``, ``finalise_day``): its shards, its
-    reasons and its report then read the same history, even if a day is validated again while
-    it runs (that day is read as it was when the run first listed it; the next run sees the
-    new state), and a daily run of 32 shards lists the folders once instead of about a hundred
-    times. Outside a block every read lists again. A block inside a block shares the outer one.
-    The view belongs to the thread (a ``ContextVar``) that opened it.
+    reasons and its report then read the same set of days, even if a day's validation status
+    changes while it runs (the next run sees the new status), and a daily run of 32 shards
+    lists the folders once instead of about a hundred times. The files themselves are opened by
+    each read: a day validated again mid-run is read as its files are at that moment (each file
+    is replaced whole), so validate history days again between runs, not during one. Outside a
+    block every read lists again. A block inside a block shares the outer one. The view belongs
+    to the thread (a ``ContextVar``) that opened it.
     """
     if _VIEW.get() is not None:
         yield
