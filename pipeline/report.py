@@ -189,7 +189,8 @@ def _timeline_events(settings: Settings, days: list[date], customers: list[str])
             "device_id",
         )
     )
-    return pl.concat([tx, logins]).sort("customer_id", "event_time", "source", "event_id").collect()
+    both = pl.concat([tx, logins]).sort("customer_id", "event_time", "source", "event_id")
+    return both.select(TIMELINE_COLUMNS).collect()
 
 
 def alert_timelines(
@@ -208,13 +209,14 @@ def alert_timelines(
     if events is None:
         events = _timeline_events(settings, days, customers)
     else:
-        events = events.filter(
-            pl.col("customer_id").is_in(pl.Series(customers, dtype=pl.String).implode()),
-            pl.col("event_time").dt.date().is_between(days[0], days[-1]),
-        ).select(
-            *TIMELINE_COLUMNS[:4],
-            pl.when(pl.col("source") == 1).then(pl.col("channel")).otherwise(pl.col("kind")).alias("what"),
-            *TIMELINE_COLUMNS[5:],
+        what = pl.when(pl.col("source") == 1).then(pl.col("channel")).otherwise(pl.col("kind"))
+        events = (
+            events.filter(
+                pl.col("customer_id").is_in(pl.Series(customers, dtype=pl.String).implode()),
+                pl.col("event_time").dt.date().is_between(days[0], days[-1]),
+            )
+            .with_columns(what.alias("what"))
+            .select(TIMELINE_COLUMNS)
         )
     by_customer = events.partition_by("customer_id", as_dict=True, maintain_order=True)
     out: dict[str, list[dict[str, Any]]] = {}
