@@ -65,6 +65,32 @@ def test_score_day_writes_one_row_per_kept_transaction(home_copy, small_zone, mo
     assert rescored.sort("event_id").select(cols).equals(scores.sort("event_id").select(cols))
 
 
+def test_report_seconds_time_what_runs_after_the_commit(home_copy, small_zone, monkeypatch) -> None:
+    """``report_seconds`` spans the report, drift record and MLflow run, which start once the
+    day's rows are committed: the benchmarks subtract it to time validated files to committed rows."""
+    import time
+
+    from pipeline import report
+    from pipeline.config import Settings
+    from pipeline.score import score_day
+
+    use_home(monkeypatch, home_copy, small_zone)
+    original, seen = report.post_score, []
+
+    def slow_post_score(*args, **kwargs):
+        seen.append(_scores(home_copy, DAY).height)  # what the scores DB holds when it starts
+        time.sleep(0.5)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(report, "post_score", slow_post_score)
+    began = time.perf_counter()
+    out = score_day(Settings(), DAY)
+    wall = time.perf_counter() - began
+    assert seen == [out["n_transactions"]] and out["n_transactions"] > 0
+    assert 0.5 <= out["report_seconds"] < wall
+    assert out["report"].endswith(f"{DAY}.html")
+
+
 def test_appending_future_events_changes_no_past_score(home_copy, small_zone, tmp_path, monkeypatch) -> None:
     """Score DAY, then land and validate a later day full of events, and score DAY again."""
     from pipeline.config import Settings
