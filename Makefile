@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # torch==2.13.0 comes from the CPU wheel on this machine's disk when it is there.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: demo test lint bench bench-gpu install clean
+.PHONY: demo test lint bench bench-gpu install chromium clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,20 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check features pipeline dags tests bench
 	$(VENV)/bin/mypy features pipeline
 
+# The report and UI tests render pages in Debian's headless Chromium: installed when missing
+# (as root, or through sudo). Where that fails the page tests skip, except under CI=true,
+# where a missing browser is a failure.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  echo "installing chromium (apt-get) for the page tests"; \
+	  { $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; } \
+	  || { echo "could not install chromium: the page tests will skip" >&2; [ "$$CI" != true ]; }; \
+	fi
+
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
-test: $(STAMP) lint
+test: $(STAMP) chromium lint
 	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 bench: $(STAMP)

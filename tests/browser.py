@@ -1,4 +1,4 @@
-"""Headless Chromium for the tests that look at pages (Debian's `chromium`, installed by .ci/run)."""
+"""Headless Chromium for the tests that look at pages (Debian's `chromium`, installed by `make test` when missing)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def chromium() -> str:
     path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
     if path is None:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium required under CI=true (.ci/run installs it)")
-        pytest.skip("chromium not installed (apt-get install -y chromium)")
+            pytest.fail("chromium required under CI=true (make test installs it)")
+        pytest.skip("chromium not installed (make chromium installs it)")
     return path
 
 
