@@ -39,14 +39,21 @@ def _faster_path(r: dict[str, Any]) -> tuple[bool | None, str]:
     return ((_ratio(r) or 0) >= 0.5 and kept), note
 
 
+def _e2e(r: dict[str, Any]) -> tuple[bool, str]:
+    """Judged on the whole scoring run, report included; the note gives the rate up to the
+    committed rows (the issue's definition) where the row measured it."""
+    to_commit = r["details"].get("to_commit_tx_per_s")
+    return r["value"] >= 30_000, (f"{to_commit:,.0f} tx/s up to the commit" if to_commit else "")
+
+
 # name -> (target text, check) where check returns (met or None when not judged, note)
 TARGETS: dict[str, tuple[str, Callable[[dict[str, Any]], tuple[bool | None, str]]]] = {
     "windows": ("≥ 20× pandas", lambda r: ((_ratio(r) or 0) >= 20, "")),
     "model": ("≥ 50% of matmul GFLOP/s", lambda r: ((_ratio(r) or 0) >= 0.5, "")),
     "model_bf16": ("≥ 50% of matmul GFLOP/s, AP within 0.005 (≥ 2,000 frauds)", _faster_path),
     "model_onnx": ("≥ 50% of matmul GFLOP/s, AP within 0.005 (≥ 2,000 frauds)", _faster_path),
-    "e2e_duckdb": ("≥ 30,000 tx/s", lambda r: (r["value"] >= 30_000, "")),
-    "e2e_postgres": ("≥ 30,000 tx/s", lambda r: (r["value"] >= 30_000, "")),
+    "e2e_duckdb": ("≥ 30,000 tx/s", _e2e),
+    "e2e_postgres": ("≥ 30,000 tx/s", _e2e),
     "daily": ("1M tx + 2M logins: < 180 s, < 4 GB", _daily),
 }
 
