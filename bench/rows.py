@@ -824,6 +824,10 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="where to write the row's JSON result")
     args = parser.parse_args()
     spec = json.loads(Path(args.spec).read_text())
+    # the collector as the product's entry points set it (the CLI and every DAG task)
+    from pipeline.heap import tune_collector
+
+    tune_collector()
     began = time.perf_counter()
     out = ROWS[args.name](spec)
     out["name"] = args.name

@@ -79,8 +79,10 @@ def fraudseq_score() -> None:
         from datetime import date
 
         from pipeline.config import Settings
+        from pipeline.heap import tune_collector
         from pipeline.shards import score_shard
 
+        tune_collector()
         return score_shard(Settings(), date.fromisoformat(day), shard, len(n_shards), (pinned[0], pinned[1]))
 
     # DuckDB takes one writer at a time; raise FRAUDSEQ_SCORE_PARALLELISM on PostgreSQL.
@@ -89,8 +91,10 @@ def fraudseq_score() -> None:
         from datetime import date
 
         from pipeline.config import Settings
+        from pipeline.heap import tune_collector
         from pipeline.shards import finalise_day
 
+        tune_collector()
         # index within len(): iterating a lazy XCom sequence probes one past its end (a logged 404)
         paths = [o["path"] for o in (outputs[i] for i in range(len(outputs))) if o["date"] == day]
         return finalise_day(Settings(), date.fromisoformat(day), (pinned[0], pinned[1]), len(n_shards), paths)

@@ -47,9 +47,11 @@ def fraudseq_train() -> None:
     @task
     def train() -> dict:
         from pipeline.config import Settings
+        from pipeline.heap import tune_collector
         from pipeline.runs import training_range
         from pipeline.train import train_model
 
+        tune_collector()
         ctx = get_current_context()
         settings = Settings()
         start, end = training_range(ctx["params"], ctx.get("logical_date"), settings.train_days)

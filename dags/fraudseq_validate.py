@@ -49,8 +49,10 @@ def fraudseq_validate() -> None:
         from datetime import date
 
         from pipeline.config import Settings
+        from pipeline.heap import tune_collector
         from pipeline.validate import validate_day
 
+        tune_collector()
         report = validate_day(Settings(), date.fromisoformat(day))
         return {"date": day, "rows_in": {k: v["rows_in"] for k, v in report["logs"].items()}}
 

@@ -65,7 +65,10 @@ def _settings(landing: Path | None = None) -> Settings:
 
 def _run(as_json: bool, work: Callable[[], dict[str, Any]], human: Callable[[dict[str, Any]], str]) -> None:
     """Run one command: FraudseqError becomes one stderr line and its exit code."""
+    from pipeline.heap import tune_collector
+
     _setup_logging()
+    tune_collector()  # a batch process: see pipeline.heap
     try:
         result = work()
     except FraudseqError as exc:

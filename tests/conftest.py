@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -36,11 +37,13 @@ def _isolated_environment() -> Iterator[None]:
     test's stores (a retrain would register into someone else's registry).
     """
     saved = dict(os.environ)
+    thresholds = gc.get_threshold()  # the CLI and the DAG tasks tune the collector (pipeline.heap)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
     yield
     os.environ.clear()
     os.environ.update(saved)
+    gc.set_threshold(*thresholds)
 
 
 def use_home(monkeypatch: pytest.MonkeyPatch, home: Path, landing: Path | None = None) -> None:

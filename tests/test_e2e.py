@@ -11,6 +11,23 @@ import sqlalchemy as sa
 from .conftest import use_home
 
 
+def record_collector_tuning(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions that call ``pipeline.heap.tune_collector`` from here on."""
+    import sys
+
+    from pipeline import heap
+
+    callers: list[str] = []
+    tune = heap.tune_collector
+
+    def recorded() -> tuple[int, int, int]:
+        callers.append(sys._getframe(1).f_code.co_name)
+        return tune()
+
+    monkeypatch.setattr(heap, "tune_collector", recorded)
+    return callers
+
+
 @pytest.mark.slow
 def test_demo_runs_the_dags_and_the_tables_hold_to_the_contract(tmp_path, monkeypatch) -> None:
     from pipeline import db
@@ -20,8 +37,11 @@ def test_demo_runs_the_dags_and_the_tables_hold_to_the_contract(tmp_path, monkey
 
     use_home(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("FRAUDSEQ_ALERT_BUDGET", "25")
+    tuned_by = record_collector_tuning(monkeypatch)
     settings = Settings()
     out = run_demo(settings, customers=150, days=28, seed=3)
+    # each task that does the work runs with a batch process's collector (pipeline.heap)
+    assert {"validate", "train", "score_shard", "finalise"} <= set(tuned_by)
     assert out["quality"]["average_precision"] is not None
     start, end = date.fromisoformat(out["scored"]["start"]), date.fromisoformat(out["scored"]["end"])
     settings = Settings(landing=tmp_path / "home" / "landing")
