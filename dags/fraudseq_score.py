@@ -6,7 +6,9 @@ scores database (`transaction_scores`, `customer_daily_risk`, `fraud_labels`).
 
 - Runs after validation (02:00 UTC, an hour after `fraudseq_validate`; a day that is not
   validated yet fails the task, which retries).
-- The champion is resolved to a version number once, at the start of the run.
+- The champion is resolved to a version number once, at the start of the run, and that
+  version's bundle is copied from the registry to `FRAUDSEQ_SHARED_URL` (`models/`); the shard
+  and finalise tasks load that copy, checked against its digests, without importing MLflow.
 - Day: the `date` param, else the UTC day before the logical date; `start`/`end` map a range.
 - Each day is split into `FRAUDSEQ_SHARDS` (or the `shards` param) customer shards, ranges
   of xxhash64 of `customer_id`; each shard reads only its range of the validated days (they are
@@ -60,12 +62,14 @@ def fraudseq_score() -> None:
 
     @task
     def pin_model() -> list[str]:
+        """[name, version, URL of the version's bundle staged for the workers]."""
         from pipeline.config import Settings
-        from pipeline.registry import resolve_version, use_tracking
+        from pipeline.registry import resolve_version, stage_bundle, use_tracking
 
         settings = Settings()
         use_tracking(settings.tracking_uri)
-        return list(resolve_version(get_current_context()["params"].get("model_uri"), settings.model_name))
+        name, version = resolve_version(get_current_context()["params"].get("model_uri"), settings.model_name)
+        return [name, version, stage_bundle(settings, name, version)]
 
     @task
     def shards() -> list[int]:
@@ -80,10 +84,13 @@ def fraudseq_score() -> None:
 
         from pipeline.config import Settings
         from pipeline.heap import tune_collector
+        from pipeline.registry import load_staged
         from pipeline.shards import score_shard
 
         tune_collector()
-        return score_shard(Settings(), date.fromisoformat(day), shard, len(n_shards), (pinned[0], pinned[1]))
+        pin = (pinned[0], pinned[1])
+        bundle = load_staged(pinned[2], pin) if len(pinned) > 2 else None  # None: from the registry
+        return score_shard(Settings(), date.fromisoformat(day), shard, len(n_shards), pin, bundle=bundle)
 
     # DuckDB takes one writer at a time; raise FRAUDSEQ_SCORE_PARALLELISM on PostgreSQL.
     @task(max_active_tis_per_dagrun=int(os.environ.get("FRAUDSEQ_SCORE_PARALLELISM", "1")))
@@ -92,12 +99,15 @@ def fraudseq_score() -> None:
 
         from pipeline.config import Settings
         from pipeline.heap import tune_collector
+        from pipeline.registry import load_staged
         from pipeline.shards import finalise_day
 
         tune_collector()
+        pin = (pinned[0], pinned[1])
+        bundle = load_staged(pinned[2], pin) if len(pinned) > 2 else None
         # index within len(): iterating a lazy XCom sequence probes one past its end (a logged 404)
         paths = [o["path"] for o in (outputs[i] for i in range(len(outputs))) if o["date"] == day]
-        return finalise_day(Settings(), date.fromisoformat(day), (pinned[0], pinned[1]), len(n_shards), paths)
+        return finalise_day(Settings(), date.fromisoformat(day), pin, len(n_shards), paths, bundle=bundle)
 
     pinned = pin_model()
     day_list = days()

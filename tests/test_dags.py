@@ -84,7 +84,14 @@ def test_score_dag_maps_days_by_shards_and_finalises_each_day(home_copy, small_z
     assert settings.drift_threshold == 1000
     prepare_airflow(settings)
     first, last = ZONE_START + timedelta(days=22), ZONE_START + timedelta(days=23)
+    from pipeline import registry
+
+    through_registry = []  # the workers load the bundle pin_model staged, not the registry's
+    load = registry.load_bundle
+    monkeypatch.setattr(registry, "load_bundle", lambda *a: through_registry.append(a) or load(*a))
     run_dag("fraudseq_score", {"start": first.isoformat(), "end": last.isoformat(), "shards": 3})
+    assert through_registry == []
+    assert list((home_copy / "shared" / "models").glob("*/version=*/*/manifest.json"))
 
     with create_session() as session:
         run_id = session.scalars(

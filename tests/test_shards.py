@@ -421,3 +421,45 @@ def test_inside_a_view_the_validated_days_stay_as_first_read(validated_home, tmp
     assert read_validated(settings, "transactions", [day]).collect().height == 0
     with one_view_of_validated_days():
         assert day not in validated_days(settings)
+
+
+def test_a_staged_bundle_scores_as_the_registry_s_and_is_checked_before_use(
+    home_copy, small_zone, monkeypatch
+) -> None:
+    """The copy a DAG run stages for its workers: the registry's bytes, named by their digest."""
+    from pipeline.config import Settings
+    from pipeline.errors import MissingInputError
+    from pipeline.registry import load_bundle, load_staged, resolve_version, stage_bundle, use_tracking
+
+    use_home(monkeypatch, home_copy, small_zone)
+    settings = Settings()
+    use_tracking(settings.tracking_uri)
+    pinned = resolve_version(None, settings.model_name)
+    url = stage_bundle(settings, *pinned)
+    assert url.startswith(f"{settings.shared_location}/models/{pinned[0]}/version={pinned[1]}/")
+    folder = home_copy / "shared" / url.removeprefix(f"{settings.shared_location}/")
+    written = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert {"manifest.json", "bundle.json", "weights.pt"} <= set(written)
+
+    x = np.random.default_rng(0).normal(size=(64, 32, 30)).astype(np.float32)
+    lengths = np.full(64, 32, dtype=np.int64)
+    from_registry = load_bundle(*pinned)
+    x = x[:, :, : len(from_registry.normaliser.feature_names)]
+    np.testing.assert_array_equal(
+        load_staged(url, pinned).logits(x, lengths), from_registry.logits(x, lengths)
+    )
+    # staged again (the next night): the same URL, nothing rewritten
+    assert stage_bundle(settings, *pinned) == url
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == written
+
+    with pytest.raises(MissingInputError, match="not the pinned"):
+        load_staged(url, (pinned[0], str(int(pinned[1]) + 1)))
+    weights = (folder / "weights.pt").read_bytes()
+    (folder / "weights.pt").write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
+    with pytest.raises(MissingInputError, match="weights.pt is missing or differs"):
+        load_staged(url, pinned)
+    assert stage_bundle(settings, *pinned) == url  # the next pin repairs the copy
+    load_staged(url, pinned)
+    (folder / "manifest.json").unlink()
+    with pytest.raises(MissingInputError, match="no manifest.json"):
+        load_staged(url, pinned)
