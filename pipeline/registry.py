@@ -394,6 +394,7 @@ def stage_bundle(settings: Settings, name: str, version: str) -> str:
 def load_staged(url: str, pinned: tuple[str, str]) -> ModelBundle:
     """The bundle ``stage_bundle`` copied to ``url``, after checking it is ``pinned``'s and whole."""
     import hashlib
+    import posixpath
     import tempfile
 
     from pipeline import shared
@@ -403,6 +404,8 @@ def load_staged(url: str, pinned: tuple[str, str]) -> ModelBundle:
         raise MissingInputError(
             f"staged model {url} has no {STAGED_MANIFEST} (stage it again: rerun pin_model)"
         )
+    if posixpath.basename(url.rstrip("/")) != hashlib.sha256(text).hexdigest()[:16]:
+        raise MissingInputError(f"staged model {url}: {STAGED_MANIFEST} is not the one staged there")
     manifest = json.loads(text)
     if (manifest["model_name"], manifest["model_version"]) != (pinned[0], str(pinned[1])):
         raise MissingInputError(

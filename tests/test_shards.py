@@ -460,6 +460,10 @@ def test_a_staged_bundle_scores_as_the_registry_s_and_is_checked_before_use(
         load_staged(url, pinned)
     assert stage_bundle(settings, *pinned) == url  # the next pin repairs the copy
     load_staged(url, pinned)
+    manifest = (folder / "manifest.json").read_text()
+    (folder / "manifest.json").write_text(manifest.replace('"model_version"', '"model_version" '))
+    with pytest.raises(MissingInputError, match="not the one staged there"):
+        load_staged(url, pinned)  # a manifest rewritten to match other files
     (folder / "manifest.json").unlink()
     with pytest.raises(MissingInputError, match="no manifest.json"):
         load_staged(url, pinned)
