@@ -5,8 +5,8 @@ about 490,000 container objects that live as long as the process. With CPython's
 thresholds (700, 10, 10), each full collection walks all of them again, and importing that
 stack alone sets off several. A day's data lives in NumPy, Polars and torch buffers, which the
 collector does not track, so collecting less often holds back little memory: only the
-reference cycles of the meantime, which it still frees, later. Measured figures are in the
-README (Performance).
+reference cycles of the meantime, which it still frees, later. ``python -m bench.collector``
+measures it; the figures are in the README (Performance).
 """
 
 from __future__ import annotations
