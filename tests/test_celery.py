@@ -3,7 +3,8 @@
 Starts the api-server, scheduler, dag-processor and two Celery workers (concurrency 1)
 against the local Redis (its own database number, a unique queue) and fresh PostgreSQL
 databases for the Airflow metadata, MLflow and the scores, runs fraudseq_score for one day
-in 4 shards, and checks that both workers ran tasks and that the day is complete. The
+in 4 shards, and checks that both workers ran tasks, that each worker's main process had
+imported torch (pipeline.worker_preload) and not Polars, and that the day is complete. The
 validated days are published to FRAUDSEQ_SHARED_URL and the workers' FRAUDSEQ_HOME is an
 empty folder, so every input reaches them through the shared location or a database.
 A missing Redis or PostgreSQL skips, except under CI=true where it fails.
@@ -177,6 +178,10 @@ def test_score_dag_runs_on_two_celery_workers(
             r=f"celery_{tag}",
         )
         assert state == "success", (tis, sorted(p.name for p in run_dir.iterdir()))
+        for i in (1, 2):  # each worker imported torch before it forked tasks, and no Polars after them
+            maps = Path(f"/proc/{(run_dir / f'worker{i}.pid').read_text().strip()}/maps").read_text()
+            assert "libtorch_cpu" in maps, f"worker{i} did not preload torch (pipeline.worker_preload)"
+            assert "polars" not in maps, f"worker{i}'s main process imported Polars"
     finally:
         subprocess.run(["bash", script, "stop"], env=env, capture_output=True, timeout=120, check=False)
 
