@@ -1,4 +1,4 @@
-"""Import torch once in a Celery worker, so the tasks it forks do not import it again.
+"""Import torch once in a process that forks Airflow tasks, so each task does not.
 
 Airflow's Celery worker forks a pool process, and that pool process forks each task
 (``airflow.sdk.execution_time.supervisor``). A shard task imports torch first thing, about
@@ -16,6 +16,9 @@ its thread pool starts at import, and a fork after a pool has started can deadlo
 child. The module freezes the collector again after the import, as Airflow's handler does,
 so the pool and the tasks neither walk torch's objects in a full collection nor copy their
 pages for it; Airflow unfreezes the main process once the pool runs.
+
+``pipeline.executors.LocalExecutor`` imports it in the scheduler before the LocalExecutor
+forks its workers; there Airflow unfreezes the scheduler right after the forks.
 """
 
 from __future__ import annotations

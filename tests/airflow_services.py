@@ -2,8 +2,10 @@
 
 Airflow 3's LocalExecutor workers report to the api-server's execution API, so all three
 processes run, sharing one AIRFLOW_HOME, one metadata DB (SQLite or PostgreSQL) and one
-JWT secret. The fraudseq code comes from this checkout (``PYTHONPATH``), the DAGs from
-its ``dags/`` folder. ``stop`` ends exactly the processes this object started.
+JWT secret. The executor is ``pipeline.executors.LocalExecutor`` (Airflow's, with torch
+imported before it forks its workers), as the README's PostgreSQL deployment runs it. The
+fraudseq code comes from this checkout (``PYTHONPATH``), the DAGs from its ``dags/``
+folder. ``stop`` ends exactly the processes this object started.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class AirflowServices:
             AIRFLOW_HOME=str(home),
             AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
-            AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+            # Airflow's LocalExecutor, with torch imported before it forks its workers
+            AIRFLOW__CORE__EXECUTOR="pipeline.executors.LocalExecutor",
             AIRFLOW__CORE__PARALLELISM="8",
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{self.port}/execution/",
@@ -122,6 +125,20 @@ class AirflowServices:
         return "\n".join(
             f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.home.glob("*.log"))
         )
+
+    def executor_workers(self) -> list[int]:
+        """The pids of the LocalExecutor's worker processes: the scheduler's children so titled."""
+        scheduler = self.procs["scheduler"].pid
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                title = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, IndexError, ValueError):
+                continue  # the process ended while we looked
+            if ppid == scheduler and "LocalExecutor" in title:
+                pids.append(int(stat.parent.name))
+        return pids
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         """Until the dag-processor has serialised ``dag_id`` into the metadata DB."""

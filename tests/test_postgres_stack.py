@@ -2,7 +2,8 @@
 
 - Airflow 3 with LocalExecutor on a PostgreSQL metadata DB (api-server, scheduler and
   dag-processor as real processes): a ``start``/``end`` run of ``fraudseq_validate`` maps
-  one task per day, and the metadata DB shows those mapped tasks overlapping in time.
+  one task per day, and the metadata DB shows those mapped tasks overlapping in time. The
+  executor is ``pipeline.executors.LocalExecutor``: its workers have torch loaded, not Polars.
 - MLflow tracking and registry on ``postgresql+psycopg://``: train a tiny model, register
   it, resolve ``champion``, and score with it into PostgreSQL scores tables.
 
@@ -81,6 +82,12 @@ def test_airflow_on_postgres_runs_mapped_days_in_parallel(
         )  # fmt: skip
         airflow.airflow("dags", "unpause", "fraudseq_validate")
         runs = airflow.wait_for_runs("fraudseq_validate", 1, run_id_prefix="range")
+        workers = airflow.executor_workers()
+        assert workers, "no LocalExecutor worker process under the scheduler"
+        for pid in workers:  # torch was imported before they forked, Polars never (it runs in tasks)
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            assert "libtorch_cpu" in maps, f"LocalExecutor worker {pid} has no torch (pipeline.executors)"
+            assert "polars" not in maps, f"LocalExecutor worker {pid} imported Polars"
     assert [r["state"] for r in runs] == ["success"]
 
     engine = sa.create_engine(metadata_url)

@@ -1,7 +1,8 @@
-"""pipeline.worker_preload: what a Celery worker imports before it forks its tasks.
+"""pipeline.worker_preload and pipeline.executors: what Airflow's workers import before they fork tasks.
 
-The real workers are in tests/test_celery.py; here, the module's own promises in a fresh
-interpreter, and that the recipe's settings reach Airflow's Celery configuration.
+The real workers are in tests/test_celery.py (Celery) and tests/test_postgres_stack.py
+(LocalExecutor); here, the module's own promises in a fresh interpreter, that the Celery
+recipe's settings reach Airflow's Celery configuration, and when the LocalExecutor preloads.
 """
 
 from __future__ import annotations
@@ -92,3 +93,37 @@ def test_celery_recipe_sets_the_preload_in_airflows_celery_config(tmp_path: Path
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_local_executor_preloads_only_when_its_workers_fork(tmp_path: Path) -> None:
+    """Under spawn the workers inherit nothing, so the scheduler must not import torch for them.
+
+    The fork case on a real scheduler is in tests/test_postgres_stack.py.
+    """
+    code = (
+        "import sys\n"
+        "from airflow.executors import local_executor\n"
+        "from pipeline import executors\n"
+        "started = []\n"
+        "local_executor.LocalExecutor.start = lambda self: started.append(self.is_mp_using_fork)\n"
+        "ex = executors.LocalExecutor()\n"
+        "ex.is_mp_using_fork = False\n"
+        "ex.start()\n"
+        "spawn = 'torch' in sys.modules\n"
+        "ex.is_mp_using_fork = True\n"
+        "ex.start()\n"
+        "print(spawn, 'torch' in sys.modules, started)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FRAUDSEQ_"))}
+    env["AIRFLOW_HOME"] = str(tmp_path / "airflow")
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "False True [False, True]"  # and Airflow's start ran both times
