@@ -631,7 +631,7 @@ def model_onnx(spec: Spec) -> dict[str, Any]:
 # ---------------------------------------------------------------- end-to-end scoring
 
 
-def _pg_database(admin_dsn: str) -> tuple[str, Callable[[], None]]:
+def pg_database(admin_dsn: str) -> tuple[str, Callable[[], None]]:
     """A fresh database on the server and a function that drops it."""
     import psycopg
 
@@ -692,7 +692,7 @@ def _score_runs(spec: Spec, backend: str) -> dict[str, Any]:
     parts: dict[str, float] = {}
     for k in range(spec["runs"] + 1):  # run 0 is a warm-up (imports, registry, caches)
         if backend == "postgresql":
-            url, drop = _pg_database(spec["pg_admin"])
+            url, drop = pg_database(spec["pg_admin"])
         else:
             folder = tempfile.mkdtemp(dir=spec["workdir"])
             url = f"duckdb:///{Path(folder) / 'scores.duckdb'}"
