@@ -12,8 +12,8 @@ The scheduler pays the import once, at start (about 1.2 s and 135 MB). Airflow's
 the scheduler, so torch's objects are frozen in the workers and the scheduler collects as
 before. Under the ``spawn`` start method (not Linux's default) the workers start a new
 interpreter and would inherit nothing, so the scheduler imports nothing more; the executor
-is then Airflow's own. The class
-keeps Airflow's name, which Airflow reads to tell local executors from remote ones.
+is then Airflow's own. The class keeps Airflow's name, which Airflow reads to tell local
+executors from remote ones.
 """
 
 from __future__ import annotations
