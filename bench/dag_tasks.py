@@ -72,14 +72,11 @@ def _free_port() -> int:
 
 
 def _rows(url: str, sql: str, **params: object) -> list[tuple]:
-    import sqlalchemy as sa
+    """Rows of ``sql`` (``%(name)s`` parameters) on the metadata database at SQLAlchemy ``url``."""
+    import psycopg
 
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(sql), params).all()]
-    finally:
-        engine.dispose()
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
 
 class CeleryStack:
@@ -225,19 +222,19 @@ def one_run(args: argparse.Namespace, scratch: Path, tracking: str, day: str, ki
             if time.monotonic() > deadline:
                 raise SystemExit(f"fraudseq_score still {state} after {args.timeout} s ({logs})")
             time.sleep(2)
-            got = _rows(metadata, "SELECT state FROM dag_run WHERE run_id = :r", r=run_id)
+            got = _rows(metadata, "SELECT state FROM dag_run WHERE run_id = %(r)s", r=run_id)
             state = got[0][0] if got else None
         if state != "success":
             raise SystemExit(f"fraudseq_score {state} ({logs})")
         tasks = _rows(
             metadata,
             "SELECT task_id, EXTRACT(EPOCH FROM end_date - start_date) FROM task_instance "
-            "WHERE run_id = :r AND state = 'success'",
+            "WHERE run_id = %(r)s AND state = 'success'",
             r=run_id,
         )
         (wall,) = _rows(
             metadata,
-            "SELECT EXTRACT(EPOCH FROM end_date - start_date) FROM dag_run WHERE run_id = :r",
+            "SELECT EXTRACT(EPOCH FROM end_date - start_date) FROM dag_run WHERE run_id = %(r)s",
             r=run_id,
         )[0]
     finally:
@@ -256,20 +253,12 @@ def one_run(args: argparse.Namespace, scratch: Path, tracking: str, day: str, ki
 def in_process(home: Path, tracking: str, shards: int, shared: Path) -> list[float]:
     """Each shard of the day scored in this process after a warm-up shard: seconds per shard."""
     from pipeline.heap import tune_collector
-    from pipeline.registry import load_bundle, resolve_version, use_tracking
-    from pipeline.sequences import check_days
     from pipeline.shards import score_shard
-    from pipeline.validate import hashed_days, validated_days
 
     tune_collector()
     # the same shared folder as the DAG runs: validated days from it, shard files into it
     settings = setup.settings_for(home, tracking=tracking).model_copy(update={"shared_url": shared.as_uri()})
-    use_tracking(settings.tracking_uri)
-    pinned = resolve_version(None, settings.model_name)
-    bundle = load_bundle(*pinned)
-    day = validated_days(settings)[-1]
-    days = check_days(settings, [day], settings.history_range(day))
-    hashed = hashed_days(settings, days)
+    pinned, bundle, day, days, hashed = setup.last_day_inputs(settings)
     seconds = []
     for k in [0, *range(shards)]:  # shard 0 twice: the first is the warm-up
         began = time.perf_counter()

@@ -34,6 +34,23 @@ def settings_for(  # noqa: ANN201
     return Settings(home=home, landing=landing, scores_url=scores_url, mlflow_tracking_uri=tracking)
 
 
+def last_day_inputs(settings):  # noqa: ANN001, ANN201
+    """What scoring a zone's last validated day shard by shard needs, loaded once.
+
+    (pinned version, its bundle, the day, its validated history days, whether they all carry
+    the customer hash), with the registry at ``settings.tracking_uri``.
+    """
+    from pipeline.registry import load_bundle, resolve_version, use_tracking
+    from pipeline.sequences import check_days
+    from pipeline.validate import hashed_days, validated_days
+
+    use_tracking(settings.tracking_uri)
+    pinned = resolve_version(None, settings.model_name)
+    day = validated_days(settings)[-1]
+    days = check_days(settings, [day], settings.history_range(day))
+    return pinned, load_bundle(*pinned), day, days, hashed_days(settings, days)
+
+
 def make_validated(root: Path, customers: int, days: int, seed: int = 0) -> tuple[Path, Path]:
     """(home, landing): every day of a generated zone validated into ``root/home``."""
     from pipeline.validate import validate_day, validated_days

@@ -40,20 +40,12 @@ def main() -> None:
     parser.add_argument("--profiled", type=int, default=4, help="how many shards to profile")
     args = parser.parse_args()
 
-    from pipeline.registry import load_bundle, resolve_version, use_tracking
-    from pipeline.sequences import check_days
     from pipeline.shards import score_shard
-    from pipeline.validate import hashed_days, validated_days
 
     spec = json.loads((args.workdir / "spec.json").read_text())
     tracking = setup.settings_for(Path(spec["zone"]) / "home").tracking_uri
     settings = setup.settings_for(Path(spec["daily_zone"]) / "home", tracking=tracking)
-    use_tracking(settings.tracking_uri)
-    pinned = resolve_version(None, settings.model_name)
-    bundle = load_bundle(*pinned)
-    day = validated_days(settings)[-1]
-    days = check_days(settings, [day], settings.history_range(day))
-    hashed = hashed_days(settings, days)
+    pinned, bundle, day, days, hashed = setup.last_day_inputs(settings)
     prof = cProfile.Profile()
     for k in range(args.profiled):
         began = time.perf_counter()

@@ -122,19 +122,12 @@ def main() -> None:
         task(args)
         return
 
-    from pipeline.registry import load_bundle, resolve_version, stage_bundle, use_tracking
-    from pipeline.sequences import check_days
+    from pipeline.registry import stage_bundle
     from pipeline.shards import score_shard
-    from pipeline.validate import hashed_days, validated_days
 
     settings = _settings(args.workdir)
-    use_tracking(settings.tracking_uri)
-    pinned = resolve_version(None, settings.model_name)
+    pinned, bundle, day, days, hashed = setup.last_day_inputs(settings)
     staged = stage_bundle(settings, *pinned)
-    bundle = load_bundle(*pinned)
-    day = validated_days(settings)[-1]
-    days = check_days(settings, [day], settings.history_range(day))
-    hashed = hashed_days(settings, days)
 
     def in_process(k: int) -> None:
         out = score_shard(settings, day, k, args.shards, pinned, bundle=bundle, days=days, hashed=hashed)
