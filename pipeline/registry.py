@@ -356,6 +356,13 @@ BUNDLE_FILES = ("bundle.json", "weights.pt", "model.onnx", "model-whole.onnx")
 STAGED_MANIFEST = "manifest.json"
 
 
+def _staged_folder(manifest: bytes) -> str:
+    """The name of a staged copy's folder: its manifest's digest, so the folder names its bytes."""
+    import hashlib
+
+    return hashlib.sha256(manifest).hexdigest()[:16]
+
+
 def stage_bundle(settings: Settings, name: str, version: str) -> str:
     """Copy a registered version's bundle from the registry to the shared location; its URL.
 
@@ -380,9 +387,7 @@ def stage_bundle(settings: Settings, name: str, version: str) -> str:
         "files": {f: hashlib.sha256(data).hexdigest() for f, data in files.items()},
     }
     text = json.dumps(manifest, sort_keys=True).encode()
-    url = (
-        f"{settings.shared_location}/models/{name}/version={version}/{hashlib.sha256(text).hexdigest()[:16]}"
-    )
+    url = f"{settings.shared_location}/models/{name}/version={version}/{_staged_folder(text)}"
     urls = [f"{url}/{f}" for f in files]
     if shared.read_existing([*urls, f"{url}/{STAGED_MANIFEST}"]) != [*files.values(), text]:  # else: as is
         for f, data in files.items():
@@ -404,7 +409,7 @@ def load_staged(url: str, pinned: tuple[str, str]) -> ModelBundle:
         raise MissingInputError(
             f"staged model {url} has no {STAGED_MANIFEST} (stage it again: rerun pin_model)"
         )
-    if posixpath.basename(url.rstrip("/")) != hashlib.sha256(text).hexdigest()[:16]:
+    if posixpath.basename(url.rstrip("/")) != _staged_folder(text):
         raise MissingInputError(f"staged model {url}: {STAGED_MANIFEST} is not the one staged there")
     manifest = json.loads(text)
     if (manifest["model_name"], manifest["model_version"]) != (pinned[0], str(pinned[1])):
