@@ -16,7 +16,10 @@ order, and a retried shard simply overwrites its own file (temp file, then renam
 
 ``finalise_day`` reads every shard's file, calibrates, ranks and picks the alert budget
 over all of them, explains the alerts (re-reading only the alerted customers' events),
-and replaces the day in the scores DB in one transaction.
+and replaces the day in the scores DB in one transaction. Once the day and its report are
+written, it deletes the day's shard outputs (about 42 bytes a transaction, most of them the
+raw feature rows for the drift check), which would otherwise pile up night after night; a
+finalise run again after that needs its shards scored again.
 """
 
 from __future__ import annotations
@@ -162,6 +165,15 @@ def shard_url(settings: Settings, day: date, pinned: tuple[str, str], n_shards: 
         f"{settings.shared_location}/scores/date={day.isoformat()}/model={name}/version={version}"
         f"/of-{n_shards:04d}/shard-{shard:04d}.parquet"
     )
+
+
+def remove_shard_outputs(settings: Settings, day: date, pinned: tuple[str, str], n_shards: int) -> None:
+    """Delete the shard outputs of ``day`` for this version and shard count (``shard_url``'s
+    folder), and the folders above it that this leaves empty, up to ``scores/``."""
+    from pipeline import shared
+
+    folder = shard_url(settings, day, pinned, n_shards, 0).rsplit("/", 1)[0]
+    shared.remove_folder(folder, prune_up_to=f"{settings.shared_location}/scores")
 
 
 FEATURES = "features"  # optional column of shard outputs: the transaction's raw feature row
@@ -388,6 +400,9 @@ def finalise_day(
     report = post_score(
         settings, day, bundle, scores, day_features(tx, len(bundle.normaliser.feature_names)), alerted_events
     )
+    # the day, its report and its drift record are written: its shard outputs are spent. Until
+    # here a failure leaves them, so a retried finalise reads them again
+    remove_shard_outputs(settings, day, pinned, n_shards)
     return {
         "date": day.isoformat(),
         "model_name": name,

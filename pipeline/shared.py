@@ -47,6 +47,30 @@ def remove(url: str) -> None:
         fs.rm(path)
 
 
+def remove_folder(url: str, prune_up_to: str | None = None) -> None:
+    """Delete the folder at ``url`` and everything in it; nothing happens when there is none.
+
+    ``prune_up_to``: a folder above ``url``; on a local file system each folder between them
+    that is left empty is removed too (object stores have no empty folders to leave).
+    """
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, path = fsspec.core.url_to_fs(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+    if prune_up_to is None or not isinstance(fs, LocalFileSystem):
+        return
+    stop = posixpath.normpath(fsspec.core.url_to_fs(prune_up_to)[1])
+    parent = posixpath.dirname(posixpath.normpath(path))
+    while parent.startswith(stop + "/"):
+        try:
+            fs.rmdir(parent)  # refuses a folder that still holds something
+        except OSError:
+            return
+        parent = posixpath.dirname(parent)
+
+
 def list_files(url: str, depth: int = 1) -> list[str]:
     """Paths (without the protocol) of the files up to ``depth`` levels under folder ``url``; [] if absent."""
     import fsspec

@@ -266,8 +266,15 @@ def test_finalise_refuses_a_missing_shard_and_leaves_the_day(home_copy, small_zo
     assert not (home_copy / "scores.duckdb").exists() or _read_scores(settings, DAY).height == 0
     with pytest.raises(UsageError):
         score_shard(settings, DAY, 4, 4, pinned)
+    written = sorted((home_copy / "elsewhere" / "scores").rglob("shard-*.parquet"))
+    assert len(written) == 3  # a failed finalise leaves the outputs, for its retry
     last = score_shard(settings, DAY, 2, 4, pinned)
     out = finalise_day(settings, DAY, pinned, 4)
+    # the day is written: its outputs, and the folders they alone filled, are gone
+    assert not any(path.exists() for path in written)
+    assert list((home_copy / "elsewhere" / "scores").iterdir()) == []
+    with pytest.raises(MissingInputError, match="shard-0000"):  # run again, it needs its shards again
+        finalise_day(settings, DAY, pinned, 4)
     scores = _read_scores(settings, DAY)
     assert out["n_transactions"] == scores.height == sum(o["n_transactions"] for o in [*outs, last])
     in_shard_2 = [shard_of(c, 4) == 2 for c in scores["customer_id"].to_list()]

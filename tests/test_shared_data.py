@@ -82,7 +82,13 @@ def test_a_worker_with_an_empty_home_scores_from_the_shared_location(
     use_tracking(tracking)
     pinned = resolve_version(None, worker.model_name)
     outs = [score_shard(worker, DAY, k, 3, pinned) for k in range(3)]
+
+    def shard_outputs() -> list[str]:
+        return [p for p in list_files(f"{shared_url}/scores", depth=8) if p.endswith(".parquet")]
+
+    assert len(shard_outputs()) == 3
     out = finalise_day(worker, DAY, pinned, 3, [o["path"] for o in outs])
+    assert shard_outputs() == []  # the day is written: finalise removed its shard outputs
     assert not (empty / "validated").exists() and not (empty / "shared").exists()
 
     scores = _read_scores(worker, DAY)
