@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -354,6 +355,8 @@ def load_bundle(name: str, version: str) -> ModelBundle:
 # The files of a bundle folder (``ModelBundle.save``); the ONNX graphs are optional.
 BUNDLE_FILES = ("bundle.json", "weights.pt", "model.onnx", "model-whole.onnx")
 STAGED_MANIFEST = "manifest.json"
+STAGED_PIN = "pinned"  # rewritten by every pin of a staged copy: its time is the copy's last use
+STAGED_KEEP_DAYS = 7  # a staged copy no run pinned for this long is removed by the next pin
 
 
 def _staged_folder(manifest: bytes) -> str:
@@ -370,8 +373,9 @@ def stage_bundle(settings: Settings, name: str, version: str) -> str:
     that copy (``load_staged``): each task is a fresh process, and importing MLflow and
     downloading through it cost about 2.3 s of a worker's 3.5 s to load the model (2026-12-07).
     The copy is the registry's bytes, named by their digest, with a manifest written last; a
-    later run that pins the same bytes finds them there and writes nothing (a damaged copy is
-    written again).
+    later run that pins the same bytes finds them there and rewrites only the small ``pinned``
+    file (a damaged copy is written again). Staged copies that no run pinned for
+    ``STAGED_KEEP_DAYS`` are then removed (``prune_staged``).
     """
     import hashlib
     import tempfile
@@ -393,7 +397,42 @@ def stage_bundle(settings: Settings, name: str, version: str) -> str:
         for f, data in files.items():
             shared.put_atomic(data, f"{url}/{f}")
         shared.put_atomic(text, f"{url}/{STAGED_MANIFEST}")  # last: a reader needs it whole
+    shared.put_atomic(_utcnow().isoformat().encode(), f"{url}/{STAGED_PIN}")
+    prune_staged(settings, keep=url)
     return url
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def prune_staged(settings: Settings, keep: str, now: datetime | None = None) -> list[str]:
+    """Remove the staged copies under ``models/`` that no run pinned for ``STAGED_KEEP_DAYS``
+    (by their ``pinned`` file's time, or their manifest's where a copy has none), except
+    ``keep``; the URLs of those removed.
+
+    Runs take minutes and ``fraudseq_score`` runs one at a time, so a copy a live run reads was
+    pinned moments ago. A copy left half-written (no manifest) stays: the next pin of the same
+    bytes completes it.
+    """
+    import fsspec
+
+    root = f"{settings.shared_location}/models"
+    fs, path = fsspec.core.url_to_fs(root)
+    cutoff = (now or _utcnow()) - timedelta(days=STAGED_KEEP_DAYS)
+    removed = []
+    for manifest in sorted(fs.glob(f"{path}/*/version=*/*/{STAGED_MANIFEST}")):
+        folder = manifest.rsplit("/", 1)[0]
+        url = f"{root}{folder.removeprefix(path)}"
+        if url == keep:
+            continue
+        pin = f"{folder}/{STAGED_PIN}"
+        if fs.modified(pin if fs.exists(pin) else manifest) < cutoff:
+            fs.rm(folder, recursive=True)
+            removed.append(url)
+    if removed:
+        log.info("removed %d staged model cop(ies) not pinned for %d days", len(removed), STAGED_KEEP_DAYS)
+    return removed
 
 
 def load_staged(url: str, pinned: tuple[str, str]) -> ModelBundle:

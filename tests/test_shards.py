@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
@@ -430,6 +431,48 @@ def test_inside_a_view_the_validated_days_stay_as_first_read(validated_home, tmp
         assert day not in validated_days(settings)
 
 
+@pytest.mark.parametrize("where", ["home", "memory"])
+def test_a_pin_removes_staged_copies_no_run_pinned_for_a_week(tmp_path, where) -> None:
+    """``prune_staged``: a copy is kept while some run pinned it in the last STAGED_KEEP_DAYS."""
+    import fsspec
+
+    from pipeline import shared
+    from pipeline.config import Settings
+    from pipeline.registry import STAGED_KEEP_DAYS, prune_staged
+
+    shared_url = None if where == "home" else f"memory://staged-{tmp_path.name}"
+    settings = Settings(home=tmp_path / "home", shared_url=shared_url)
+    root = f"{settings.shared_location}/models"
+    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+    def stage(name: str, pinned_days_ago: float | None) -> str:
+        url = f"{root}/{name}/0123456789abcdef"
+        shared.put_atomic(b"{}", f"{url}/manifest.json")
+        if pinned_days_ago is not None:
+            shared.put_atomic(b"x", f"{url}/pinned")
+            stamp = (now - timedelta(days=pinned_days_ago)).timestamp()
+            fs, path = fsspec.core.url_to_fs(f"{url}/pinned")
+            if where == "home":
+                os.utime(path, (stamp, stamp))
+            else:
+                fs.store[path].modified = datetime.fromtimestamp(stamp, timezone.utc)
+        return url
+
+    current = stage("m/version=9", STAGED_KEEP_DAYS + 30)  # the one being pinned: always kept
+    recent = stage("m/version=8", STAGED_KEEP_DAYS - 0.5)
+    stale = stage("m/version=7", STAGED_KEEP_DAYS + 0.5)
+    other = stage("other-model/version=1", STAGED_KEEP_DAYS + 1)
+    unpinned = stage("m/version=6", None)  # staged before pins were timed: by its manifest (now)
+    half = f"{root}/m/version=5/fedcba9876543210"
+    shared.put_atomic(b"w", f"{half}/weights.pt")  # no manifest: a stage cut short, kept
+
+    assert prune_staged(settings, keep=current, now=now) == sorted([stale, other])
+    left = [p.rsplit("/", 1)[0] for p in shared.list_files(root, depth=4)]
+    kept = {u.removeprefix(root) for u in (current, recent, unpinned, half)}
+    assert {p[p.index("/models") + len("/models") :] for p in left} == kept
+    assert prune_staged(settings, keep=current, now=now) == []  # nothing more to remove
+
+
 def test_a_staged_bundle_scores_as_the_registry_s_and_is_checked_before_use(
     home_copy, small_zone, monkeypatch
 ) -> None:
@@ -445,8 +488,9 @@ def test_a_staged_bundle_scores_as_the_registry_s_and_is_checked_before_use(
     url = stage_bundle(settings, *pinned)
     assert url.startswith(f"{settings.shared_location}/models/{pinned[0]}/version={pinned[1]}/")
     folder = home_copy / "shared" / url.removeprefix(f"{settings.shared_location}/")
-    written = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    written = {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.name != "pinned"}
     assert {"manifest.json", "bundle.json", "weights.pt"} <= set(written)
+    pinned_at = (folder / "pinned").read_text()
 
     x = np.random.default_rng(0).normal(size=(64, 32, 30)).astype(np.float32)
     lengths = np.full(64, 32, dtype=np.int64)
@@ -455,9 +499,10 @@ def test_a_staged_bundle_scores_as_the_registry_s_and_is_checked_before_use(
     np.testing.assert_array_equal(
         load_staged(url, pinned).logits(x, lengths), from_registry.logits(x, lengths)
     )
-    # staged again (the next night): the same URL, nothing rewritten
+    # staged again (the next night): the same URL, nothing rewritten but the time of the pin
     assert stage_bundle(settings, *pinned) == url
-    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == written
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.name != "pinned"} == written
+    assert (folder / "pinned").read_text() > pinned_at
 
     with pytest.raises(MissingInputError, match="not the pinned"):
         load_staged(url, (pinned[0], str(int(pinned[1]) + 1)))
