@@ -150,6 +150,7 @@ def _read_scores(settings, day):
 
 @pytest.mark.slow
 def test_1_4_and_16_shards_give_the_same_day(home_copy, small_zone, monkeypatch) -> None:
+    from pipeline import shards
     from pipeline.config import Settings
     from pipeline.registry import load_bundle, resolve_version, use_tracking
     from pipeline.score import score_day, score_events
@@ -158,6 +159,16 @@ def test_1_4_and_16_shards_give_the_same_day(home_copy, small_zone, monkeypatch)
 
     use_home(monkeypatch, home_copy, small_zone)
     monkeypatch.setenv("FRAUDSEQ_ALERT_BUDGET", "15")
+    scores_dir = home_copy / "shared" / "scores"
+    written: dict[int, list[int]] = {}  # rows of each shard output, read just before finalise removes them
+    remove = shards.remove_shard_outputs
+
+    def read_then_remove(settings, day, pinned, n_shards) -> None:
+        files = sorted(scores_dir.rglob(f"date={day}/*/*/of-{n_shards:04d}/shard-*.parquet"))
+        written[n_shards] = [pl.read_parquet(f).height for f in files]
+        remove(settings, day, pinned, n_shards)
+
+    monkeypatch.setattr(shards, "remove_shard_outputs", read_then_remove)
     runs = {}
     for n in (1, 4, 16):
         monkeypatch.setenv("FRAUDSEQ_SHARDS", str(n))
@@ -165,10 +176,8 @@ def test_1_4_and_16_shards_give_the_same_day(home_copy, small_zone, monkeypatch)
         out = score_day(settings, DAY)
         assert out["n_shards"] == n
         runs[n] = (out, _read_scores(settings, DAY))
-        shard_dir = home_copy / "shared" / "scores" / f"date={DAY}"
-        written = list(shard_dir.rglob(f"of-{n:04d}/shard-*.parquet"))
-        assert len(written) == n
-        assert sum(pl.read_parquet(p).height for p in written) == out["n_transactions"]
+        assert len(written[n]) == n and sum(written[n]) == out["n_transactions"]
+        assert not list(scores_dir.rglob("*.parquet"))  # and then removed
 
     kept = read_validated(settings, "transactions", [DAY]).collect()
     base_out, base = runs[1]
