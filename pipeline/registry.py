@@ -417,6 +417,8 @@ def prune_staged(settings: Settings, keep: str, now: datetime | None = None) -> 
     """
     import fsspec
 
+    from pipeline import shared
+
     root = f"{settings.shared_location}/models"
     fs, path = fsspec.core.url_to_fs(root)
     cutoff = (now or _utcnow()) - timedelta(days=STAGED_KEEP_DAYS)
@@ -428,7 +430,7 @@ def prune_staged(settings: Settings, keep: str, now: datetime | None = None) -> 
             continue
         pin = f"{folder}/{STAGED_PIN}"
         if fs.modified(pin if fs.exists(pin) else manifest) < cutoff:
-            fs.rm(folder, recursive=True)
+            shared.remove_folder(url)
             removed.append(url)
     if removed:
         log.info("removed %d staged model cop(ies) not pinned for %d days", len(removed), STAGED_KEEP_DAYS)
