@@ -356,7 +356,7 @@ def finalise_day(
 
     logits = tx["logit"].to_numpy()
     probs = bundle.calibrate(logits) if tx.height else np.zeros(0)
-    ranks, alerts = rank_and_alert(probs, tx["event_id"].to_list(), settings.alert_budget)
+    ranks, alerts = rank_and_alert(probs, tx["event_id"], settings.alert_budget)
     reasons = ["[]"] * tx.height
     alert_idx = np.flatnonzero(alerts)
     alerted_events = None  # the alerted customers' events, for the reasons and the report's timelines

@@ -235,6 +235,41 @@ def test_round_trip_keeps_values_and_utc_instants(engine: sa.Engine) -> None:
     assert row["risk_score"] == pytest.approx(0.9)
 
 
+AWKWARD_TEXTS = [
+    "",  # an empty text stays empty, not NULL
+    'say "hi", then\nleave',  # quote, comma, LF
+    "a\rb",  # a lone CR
+    "tab\there \\N NULL",  # what text-format COPY would read as NULL or an escape
+    "  lead and trail  ",
+    "ünïcödé ✓ 日本",
+    "\\",
+]
+AWKWARD_FLOATS = [0.0, 1 / 3, 5e-324, 1e-300, 0.1 + 0.2, 1 - 2**-53, 123456789.12345679, -0.0]
+
+
+def test_bulk_writes_read_back_exactly(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # chunks of 3 rows: the day crosses chunk boundaries, as a big day does at COPY_CHUNK_ROWS
+    monkeypatch.setattr(db, "COPY_CHUNK_ROWS", 3)
+    n = len(AWKWARD_FLOATS)
+    ids = [f"e{i}" for i in range(n)]
+    micros = [
+        datetime(2026, 1, 5, 9, 30, 1, 123456, tzinfo=UTC) + timedelta(microseconds=i) for i in range(n)
+    ]
+    scores = scores_frame(DAY, ids).with_columns(
+        pl.Series("reasons", [AWKWARD_TEXTS[i % len(AWKWARD_TEXTS)] for i in range(n)]),
+        pl.Series("risk_score", AWKWARD_FLOATS),
+        pl.Series("event_time", micros),
+        pl.lit(datetime(2026, 1, 6, 1, 2, 3, 999999)).alias("scored_at"),
+    )
+    db.write_scored_day(engine, scores, db.customer_daily_summary(scores), DAY, "3")
+    back = db.read_scores(engine, DAY, DAY).sort("event_id")
+    assert back["reasons"].to_list() == scores["reasons"].to_list()
+    assert back["risk_score"].to_list() == AWKWARD_FLOATS  # bit for bit, not approximately
+    assert back["event_time"].to_list() == micros
+    assert back["scored_at"].unique().to_list() == [datetime(2026, 1, 6, 1, 2, 3, 999999, tzinfo=UTC)]
+    assert back["customer_id"].to_list() == scores["customer_id"].to_list()
+
+
 def test_frame_disagreeing_with_the_day_is_refused(engine: sa.Engine) -> None:
     scores = scores_frame(DAY, ["a"]).with_columns(pl.lit(NEXT_DAY).alias("score_date"))
     with pytest.raises(ValueError, match="score_date"):

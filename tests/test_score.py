@@ -17,8 +17,12 @@ from .conftest import ZONE_DAYS, ZONE_START, use_home
 DAY = ZONE_START + timedelta(days=24)
 
 
-def test_rank_and_alert_breaks_ties_by_event_id() -> None:
-    ranks, alerts = rank_and_alert(np.array([0.2, 0.9, 0.2, 0.5]), ["b", "z", "a", "c"], budget=2)
+@pytest.mark.parametrize("as_series", [False, True], ids=["list", "series"])
+def test_rank_and_alert_breaks_ties_by_event_id(as_series: bool) -> None:
+    ids = ["b", "z", "a", "c"]
+    ranks, alerts = rank_and_alert(
+        np.array([0.2, 0.9, 0.2, 0.5]), pl.Series(ids) if as_series else ids, budget=2
+    )
     assert ranks.tolist() == [4, 1, 3, 2]
     assert alerts.tolist() == [False, True, False, True]
 
