@@ -375,10 +375,10 @@ def _bulk_insert(
     """
     if frame.is_empty():
         return
-    columns = ", ".join(frame.columns)
     if _is_postgres(conn):
         _copy_csv(conn, table, frame)
         return
+    columns = ", ".join(frame.columns)
     stage = f"{table}_incoming"
     upsert = ""
     if replace_on:  # names only: the table's constant columns (``_conform``) and keys (``_KEYS``)
