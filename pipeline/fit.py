@@ -386,6 +386,10 @@ def predict_logits_from(
 
     device = device or next(model.parameters()).device
     model.to(device).eval()
+    if amp and device.type == "cpu" and cpu_bf16_supported():
+        from pipeline.model import even_inputs
+
+        model = even_inputs(model)  # oneDNN's bf16 LSTM runs on AMX only with an even input width
     out = np.empty(len(lengths), dtype=np.float32)
     with torch.inference_mode(), autocast(device, amp):
         for idx in length_bucketed_batches(lengths, batch_size):

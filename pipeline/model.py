@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 CELLS: dict[str, Callable[..., nn.Module]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -148,6 +149,8 @@ class SequenceClassifier(nn.Module):
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.head_hidden, 1),
         )
+        # zero columns appended to what the first recurrent layer reads (``even_inputs``)
+        self.input_pad = 0
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
@@ -156,6 +159,8 @@ class SequenceClassifier(nn.Module):
         x = x.contiguous()  # (B, T, F)
         # the projection maps padding rows to its bias; the recurrences never read them anyway
         e = self.embed(x) if self.embed is not None else x  # (B, T, E)
+        if self.input_pad:
+            e = functional.pad(e, (0, self.input_pad))  # (B, T, E + pad), zeros that meet zero weights
         h_r = select_rows(e, lay.from_input_r, batch_major=True)  # (T, B, E)
         h_v = select_rows(e, lay.from_input_v, batch_major=True) if self.cfg.bidirectional else None
         f_r, b_v = self.layers[0](h_r, h_v)
@@ -202,6 +207,39 @@ class SequenceClassifier(nn.Module):
         means = [torch.where(mask, h, 0.0).sum(dim=0, dtype=f32) / count for h in states]  # (B, H) each
         peaks = [torch.where(mask, h, torch.finfo(h.dtype).min).amax(dim=0).to(f32) for h in states]
         return torch.cat([*last, *means, *peaks], dim=-1)  # (B, 3D)
+
+
+def even_inputs(model: SequenceClassifier) -> SequenceClassifier:
+    """``model``, or where its first recurrent layer reads an odd number of inputs, a copy that
+    reads one more: a zero column in every event, met by zero input weights. The copy computes
+    the same function; it is for inference only (its state dict has other shapes).
+
+    oneDNN runs a bf16 LSTM on AMX tiles only when the layer's input width is even. With the 27
+    event features the first layer ran on AVX-512 kernels instead, and took longer than the
+    second layer, which reads 64 inputs (``python -m bench.score_batch``, bench/notes.md).
+    """
+    import copy
+
+    width = model.cfg.recurrent_inputs + model.input_pad
+    if width % 2 == 0:
+        return model
+    padded = copy.deepcopy(model)
+    layer = padded.layers[0]
+    assert isinstance(layer, RecurrentLayer)
+    for name in ("forward_rnn", "backward_rnn"):
+        old = getattr(layer, name)
+        if old is None:
+            continue
+        new = CELLS[model.cfg.cell](width + 1, model.cfg.hidden)
+        new.to(device=old.weight_ih_l0.device, dtype=old.weight_ih_l0.dtype)
+        with torch.no_grad():
+            for key, value in old.named_parameters():  # only weight_ih_l0 is wider, by one column
+                target = getattr(new, key)
+                target.zero_()
+                target[..., : value.shape[-1]] = value
+        setattr(layer, name, new)
+    padded.input_pad += 1
+    return padded.train(model.training)
 
 
 def build_model(cfg: SequenceModelConfig) -> SequenceClassifier:

@@ -188,6 +188,33 @@ def test_score_amp_runs_the_model_in_bf16_on_cpu_and_keeps_the_logits_close() ->
 
 
 @pytest.mark.skipif(not cpu_bf16_supported(), reason="this CPU cannot run bf16 (no AVX-512)")
+def test_bf16_scoring_on_cpu_widens_odd_inputs_and_fp32_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 27 event features are odd: in bf16 the scoring pass runs the widened copy
+    (``even_inputs``, so oneDNN may use AMX), with logits close to fp32's; fp32 runs the model."""
+    from pipeline import model as model_module
+
+    widened: list[model_module.SequenceClassifier] = []
+    real = model_module.even_inputs
+
+    def spy(net: model_module.SequenceClassifier) -> model_module.SequenceClassifier:
+        out = real(net)
+        widened.append(out)
+        return out
+
+    monkeypatch.setattr(model_module, "even_inputs", spy)
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    net = build_model(SequenceModelConfig(n_features=7, hidden=16, layers=2)).eval()
+    x = np.random.default_rng(0).standard_normal((64, 10, 7)).astype(np.float32)
+    lengths = np.random.default_rng(1).integers(1, 11, 64)
+    fp32 = predict_logits(net, x, lengths, device=cpu)
+    assert widened == []
+    bf16 = predict_logits(net, x, lengths, device=cpu, amp=True)
+    assert len(widened) == 1 and widened[0] is not net and widened[0].input_pad == 1
+    np.testing.assert_allclose(bf16, fp32, atol=0.05)
+
+
+@pytest.mark.skipif(not cpu_bf16_supported(), reason="this CPU cannot run bf16 (no AVX-512)")
 def test_bf16_scores_do_not_depend_on_the_other_windows_of_the_batch() -> None:
     """Shards batch windows differently, and a batch is cut to its longest window: in bf16 too a
     window's score must not move with the length its batch is cut to."""

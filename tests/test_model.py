@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.model import SequenceClassifier, SequenceModelConfig, build_model
+from pipeline.model import SequenceClassifier, SequenceModelConfig, build_model, even_inputs
 
 ZOO = [("rnn", False), ("gru", False), ("lstm", False), ("lstm", True), ("gru", True)]
 
@@ -146,3 +146,44 @@ def test_input_projection_keeps_padding_invariance_and_narrows_the_recurrence() 
     with pytest.raises(ValueError, match="embed"):
         SequenceModelConfig(n_features=5, embed=-1)
     assert SequenceModelConfig(n_features=5).embed == 0  # off unless asked: stored models load as before
+
+
+@pytest.mark.parametrize(
+    ("cell", "bidirectional", "skip", "embed"),
+    [*((c, b, False, 0) for c, b in ZOO), ("lstm", True, True, 0), ("lstm", True, False, 3)],
+)
+def test_even_inputs_widens_an_odd_first_layer_and_keeps_every_logit(
+    cell: str, bidirectional: bool, skip: bool, embed: int
+) -> None:
+    """oneDNN runs a bf16 LSTM on AMX only with an even input width: the copy reads one zero column
+    more (the 5 features, or an odd projection of them) and scores exactly as the model does."""
+    torch.manual_seed(0)
+    cfg = SequenceModelConfig(
+        n_features=5,
+        cell=cell,
+        hidden=8,
+        layers=2,
+        bidirectional=bidirectional,
+        head_hidden=8,
+        skip=skip,
+        embed=embed,
+    )
+    model = build_model(cfg).eval()
+    widened = even_inputs(model)
+    first = widened.layers[0]
+    assert first.forward_rnn.input_size == cfg.recurrent_inputs + 1
+    if bidirectional:
+        assert first.backward_rnn.input_size == cfg.recurrent_inputs + 1
+    # the model itself is untouched: it is still the one that trains and is saved
+    assert model.input_pad == 0 and model.layers[0].forward_rnn.input_size == cfg.recurrent_inputs
+    assert even_inputs(widened) is widened and not widened.training
+    lengths = torch.tensor([1, 3, 8, 5])
+    x = left_padded(lengths.tolist(), 8)
+    with torch.no_grad():
+        torch.testing.assert_close(widened(x, lengths), model(x, lengths), atol=1e-6, rtol=0)
+
+
+def test_even_inputs_leaves_an_even_model_alone() -> None:
+    torch.manual_seed(0)
+    model = build_model(SequenceModelConfig(n_features=6, hidden=8, head_hidden=8))
+    assert even_inputs(model) is model
