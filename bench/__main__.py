@@ -76,7 +76,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "validation_days": 7,
         "train_windows": 10_000,
         "model_windows": 32_768,
-        "model_batch": 4_096,  # pipeline.registry.SCORE_BATCH, what scoring uses on CPU
+        "model_batch": 1_024,  # pipeline.registry.SCORE_BATCH, what scoring uses on CPU
         "daily_customers": 620_000,  # about 1M transactions and 2M logins on the scored day
         "daily_chunk_customers": 50_000,
         "daily_login_rate_x10": 24,  # 2.4 plain logins per customer-day: about 2 logins per transaction

@@ -360,7 +360,7 @@ def model(spec: Spec) -> dict[str, Any]:
 
     Inputs are random full-length windows: scoring windows are almost all full (30 days of history),
     and the cost of a forward pass does not depend on the values. The matmul reference, the
-    production batch and the former 16,384 batch are timed in turn, so they share the machine's load.
+    production batch and the former 4,096 batch are timed in turn, so they share the machine's load.
     """
     import torch
 
@@ -368,7 +368,7 @@ def model(spec: Spec) -> dict[str, Any]:
 
     W, batch, n = spec["window"], spec["model_batch"], spec["model_windows"]
     cfg, net, x, lengths = production_model_inputs(n, W)
-    former = 16_384  # the scoring batch before pipeline.registry.SCORE_BATCH became 4,096
+    former = 4_096  # the scoring batch before pipeline.registry.SCORE_BATCH became 1,024 (2026-12-08)
     mm = 2048
     a, b = torch.randn(mm, mm), torch.randn(mm, mm)
     reps = 8

@@ -264,11 +264,12 @@ def test_gpu_bench_runs_on_the_cpu_and_its_checks_compare_like_with_like(tmp_pat
     import torch
 
     from bench import gpu
+    from pipeline.registry import SCORE_BATCH
 
     spec = dict(gpu.SIZES["quick"], model_windows=300, train_windows=600, runs=1)
     cpu = torch.device("cpu")
     model = gpu.model_compute(spec, cpu)
-    assert model["windows"] == 300 and model["batch"] == 4_096 and model["kernels"] == {}
+    assert model["windows"] == 300 and model["batch"] == SCORE_BATCH and model["kernels"] == {}
     for name in ("fp32", "bf16"):
         assert model[name]["predict_logits_gflops"] > 0 and model[name]["on_device_windows_per_s"] > 0
     train = gpu.training(spec, cpu)
