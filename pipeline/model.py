@@ -159,6 +159,9 @@ class SequenceClassifier(nn.Module):
         x = x.contiguous()  # (B, T, F)
         # the projection maps padding rows to its bias; the recurrences never read them anyway
         e = self.embed(x) if self.embed is not None else x  # (B, T, E)
+        device = e.device.type
+        if torch.is_autocast_enabled(device):  # cast once: the layouts below copy it twice, at half the bytes
+            e = e.to(torch.get_autocast_dtype(device))
         if self.input_pad:
             e = functional.pad(e, (0, self.input_pad))  # (B, T, E + pad), zeros that meet zero weights
         h_r = select_rows(e, lay.from_input_r, batch_major=True)  # (T, B, E)
