@@ -130,6 +130,10 @@ class RecurrentLayer(nn.Module):
 class SequenceClassifier(nn.Module):
     """Window of events -> one fraud logit for the window's last event."""
 
+    # zero columns appended to what the first recurrent layer reads (``even_inputs``); a class
+    # attribute, so a network pickled before it existed still loads and scores
+    input_pad: int = 0
+
     def __init__(self, cfg: SequenceModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -149,8 +153,6 @@ class SequenceClassifier(nn.Module):
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.head_hidden, 1),
         )
-        # zero columns appended to what the first recurrent layer reads (``even_inputs``)
-        self.input_pad = 0
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
