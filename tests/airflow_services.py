@@ -21,6 +21,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# What Airflow's processes pass to sqlite3.connect on a SQLite metadata DB
+# (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS`` names it by import path): wait up to 60 s for
+# another process's write lock, instead of sqlite3's 5 s. With the scheduler, the dag-processor
+# and the api-server writing on 2 busy cores, 5 s was not always enough for a CLI command (a
+# `backfill create` failed with "database is locked" five times in a row in one CI run).
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
 
 
 def free_port() -> int:
@@ -57,6 +63,8 @@ class AirflowServices:
             AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
             PYTHONPATH=str(ROOT),
         )
+        if metadata_url.startswith("sqlite"):
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "tests.airflow_services.SQLITE_CONNECT_ARGS"
         if metadata_url.startswith("postgresql"):
             async_url = metadata_url.split("://", 1)[1]
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = f"postgresql+psycopg_async://{async_url}"
@@ -66,9 +74,13 @@ class AirflowServices:
 
     # ---------------------------------------------------------------- commands
 
-    def airflow(self, *args: str, timeout: float = 180, attempts: int = 5) -> subprocess.CompletedProcess:
-        """Run an ``airflow`` CLI command; on SQLite, retried while the scheduler holds the write lock."""
-        for _ in range(attempts):
+    def airflow(self, *args: str, timeout: float = 180, attempts: int = 8) -> subprocess.CompletedProcess:
+        """Run an ``airflow`` CLI command; on SQLite, retried while the scheduler holds the write lock.
+
+        SQLite answers "database is locked" at once, without waiting, when a transaction that has
+        read must upgrade to write while another process writes; only a new attempt helps then.
+        """
+        for attempt in range(attempts):
             proc = subprocess.run(
                 [sys.executable, "-m", "airflow", *args],
                 env=self.env,
@@ -79,7 +91,7 @@ class AirflowServices:
             )
             if proc.returncode == 0 or "database is locked" not in proc.stdout + proc.stderr:
                 break
-            time.sleep(2)
+            time.sleep(min(2 * (attempt + 1), 10))
         if proc.returncode != 0:
             raise RuntimeError(
                 f"airflow {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
