@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 # Windows per forward pass when scoring. On CPU a batch of 1,024 windows keeps each LSTM step's
 # states and gates in the core's cache: with the hidden-32 production model, gather plus model ran
-# 1.49-1.53x faster in fp32 and 1.13-1.28x in bf16 than with 4,096 (python -m bench.score_batch,
-# 2026-12-08, bench/notes.md). On a GPU larger batches keep the device busy.
+# 1.13-1.28x faster in bf16 than with 4,096, and 1.49-1.53x in fp32, a gain that the model rows
+# did not always see (python -m bench.score_batch, 2026-12-08, bench/notes.md). On a GPU larger
+# batches keep the device busy.
 SCORE_BATCH = 1_024
 SCORE_BATCH_CUDA = 16_384
 
